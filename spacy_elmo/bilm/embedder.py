@@ -1,0 +1,139 @@
+"""Token strings in, biLM layers out: token-budget batches sorted by length and a character-CNN cache."""
+from typing import Dict, Hashable, List, Sequence, Tuple
+
+import numpy
+import torch
+
+from .characters import BOS_IDS, EOS_IDS, words_to_ids
+from .model import BiLM
+
+_BOS, _EOS = 0, 1  # cache keys of the sentence marks: ints, so they never collide with token strings
+CNN_CHUNK = 128  # tokens per character-CNN call: keeps the convolutions in cache
+
+
+class TokenVectorCache:
+    """A bounded, exact map from token string to its character-CNN vector.
+
+    Vectors live in one preallocated tensor; when it is full the cache starts afresh. Only valid while
+    the biLM's weights do not change: call :meth:`clear` after every update.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.slots: Dict[Hashable, int] = {}
+        self.store: torch.Tensor = torch.empty(0)
+
+    def clear(self) -> None:
+        self.slots = {}
+
+    def lookup(self, bilm: BiLM, keys: Sequence[Hashable], device: torch.device) -> torch.Tensor:
+        """``[len(keys), P]`` vectors, computing (and keeping, when there is room) the missing ones."""
+        width = bilm.options.lstm.projection_dim
+        if self.store.shape != (self.capacity, width) or self.store.device != device:
+            self.store = torch.empty(self.capacity, width, device=device)
+            self.slots = {}
+        missing = [k for k in keys if k not in self.slots]
+        if len(missing) > self.capacity:
+            return _encode(bilm, keys, device)
+        if len(self.slots) + len(missing) > self.capacity:
+            self.slots = {}
+            missing = list(keys)
+        if missing:
+            start = len(self.slots)
+            self.store[start : start + len(missing)] = _encode(bilm, missing, device)
+            self.slots.update((k, start + i) for i, k in enumerate(missing))
+        index = torch.tensor([self.slots[k] for k in keys], device=device)
+        return self.store.index_select(0, index)
+
+
+def _char_ids(keys: Sequence[Hashable]) -> numpy.ndarray:
+    ids = words_to_ids([k if isinstance(k, str) else "" for k in keys])
+    for row, key in enumerate(keys):
+        if key == _BOS and not isinstance(key, str):
+            ids[row] = BOS_IDS
+        elif key == _EOS and not isinstance(key, str):
+            ids[row] = EOS_IDS
+    return ids
+
+
+def _encode(bilm: BiLM, keys: Sequence[Hashable], device: torch.device) -> torch.Tensor:
+    ids = torch.from_numpy(_char_ids(keys)).to(device)
+    return torch.cat([bilm.encode_tokens(ids[i : i + CNN_CHUNK]) for i in range(0, len(keys), CNN_CHUNK)])
+
+
+def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> List[List[int]]:
+    """Group sequence indices, longest first, so that each batch's padded size fits the budget.
+
+    A sequence longer than the budget gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: List[List[int]] = []
+    for i in order:
+        if lengths[i] == 0:
+            continue
+        padded = lengths[batches[-1][0]] + 2 if batches else 0  # +2: sentence marks
+        if batches and padded * (len(batches[-1]) + 1) <= max_batch_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+class Embedder:
+    """Runs a :class:`BiLM` over tokenised sentences.
+
+    Sentences are wrapped in the sentence marks, batched by a padded-token budget and sorted by length;
+    the marks are dropped from what is returned. Outputs do not depend on batch-mates: the biLM is
+    stateless and padding is masked.
+    """
+
+    def __init__(self, bilm: BiLM, max_batch_tokens: int = 4096, cache_size: int = 50_000) -> None:
+        self.bilm = bilm
+        self.max_batch_tokens = max_batch_tokens
+        self.cache = TokenVectorCache(cache_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.bilm.parameters()).device
+
+    def batch_layers(self, sentences: Sequence[Sequence[str]]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``([L, B, T, 2P], lengths)`` for one batch, sentence marks removed; differentiable when grad is on.
+
+        The token-vector cache is used only when gradients are off.
+        """
+        device = self.device
+        keys: Dict[Hashable, int] = {_BOS: 0, _EOS: 1}
+        rows = [[keys.setdefault(w, len(keys)) for w in sent] for sent in sentences]
+        unique = list(keys)
+        if torch.is_grad_enabled() or self.cache.capacity == 0:
+            vectors = _encode(self.bilm, unique, device)
+        else:
+            vectors = self.cache.lookup(self.bilm, unique, device)
+        steps = max(len(r) for r in rows) + 2
+        index = numpy.full((len(rows), steps), 1, dtype=numpy.int64)  # pad with EOS: masked anyway
+        index[:, 0] = 0
+        for b, r in enumerate(rows):
+            index[b, 1 : 1 + len(r)] = r
+        lengths = torch.tensor([len(r) + 2 for r in rows])
+        tokens = vectors[torch.from_numpy(index).to(device)]
+        layers = self.bilm.contextualize(tokens, lengths)
+        return layers[:, :, 1:-1], lengths - 2
+
+    def embed(self, sentences: Sequence[Sequence[str]]) -> List[numpy.ndarray]:
+        """One float32 ``[L, n_tokens, 2P]`` array per sentence (empty sentences give ``n_tokens = 0``)."""
+        opts = self.bilm.options
+        out: List[numpy.ndarray] = [
+            numpy.zeros((opts.n_output_layers, 0, opts.output_dim), dtype=numpy.float32) for _ in sentences
+        ]
+        was_training = self.bilm.training
+        self.bilm.eval()
+        try:
+            with torch.no_grad():
+                for batch in plan_batches([len(s) for s in sentences], self.max_batch_tokens):
+                    layers, lengths = self.batch_layers([sentences[i] for i in batch])
+                    host = layers.float().cpu().numpy()
+                    for b, i in enumerate(batch):
+                        out[i] = numpy.ascontiguousarray(host[:, b, : int(lengths[b])])
+        finally:
+            self.bilm.train(was_training)
+        return out

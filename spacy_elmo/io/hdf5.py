@@ -1,0 +1,154 @@
+"""The published weight layout of bilm-tf / AllenNLP: ``options.json`` plus an hdf5 file.
+
+h5py is imported only here, and only when a file is read or written (``pip install spacy-elmo[hdf5]``).
+"""
+from pathlib import Path
+from typing import Dict, Iterator, Tuple, Union
+
+import numpy
+import torch
+
+from ..bilm.model import BiLM
+from ..bilm.options import BiLMOptions
+
+Shape = Tuple[int, ...]
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("Reading or writing published hdf5 weights needs h5py: pip install 'spacy-elmo[hdf5]'") from err
+    return h5py
+
+
+def _cell(direction: int, layer: int) -> str:
+    return f"RNN_{direction}/RNN/MultiRNNCell/Cell{layer}/LSTMCell"
+
+
+def published_layout(options: BiLMOptions) -> Iterator[Tuple[str, Shape]]:
+    """Every dataset of a published weight file with the shape the options require."""
+    cnn, lstm = options.char_cnn, options.lstm
+    yield "char_embed", (261, cnn.embedding_dim)
+    for i, (width, count) in enumerate(cnn.filters):
+        yield f"CNN/W_cnn_{i}", (1, width, cnn.embedding_dim, count)
+        yield f"CNN/b_cnn_{i}", (count,)
+    n = cnn.n_filters
+    for k in range(cnn.n_highway):
+        for part in ("transform", "carry"):
+            yield f"CNN_high_{k}/W_{part}", (n, n)
+            yield f"CNN_high_{k}/b_{part}", (n,)
+    yield "CNN_proj/W_proj", (n, lstm.projection_dim)
+    yield "CNN_proj/b_proj", (lstm.projection_dim,)
+    for d in range(2):
+        for layer in range(lstm.n_layers):
+            yield f"{_cell(d, layer)}/W_0", (2 * lstm.projection_dim, 4 * lstm.dim)
+            yield f"{_cell(d, layer)}/B", (4 * lstm.dim,)
+            yield f"{_cell(d, layer)}/W_P_0", (lstm.dim, lstm.projection_dim)
+
+
+def _to_state(arrays: Dict[str, numpy.ndarray], options: BiLMOptions) -> Dict[str, torch.Tensor]:
+    """Published arrays to a :class:`BiLM` state dict (the only place the two layouts meet)."""
+    cnn, lstm = options.char_cnn, options.lstm
+    t = lambda a: torch.from_numpy(numpy.ascontiguousarray(a, dtype=numpy.float32))  # noqa: E731
+    embed = numpy.zeros((262, cnn.embedding_dim), dtype=numpy.float32)
+    embed[1:] = arrays["char_embed"]
+    state = {"token_encoder.embedding.weight": t(embed)}
+    for i in range(len(cnn.filters)):
+        state[f"token_encoder.convs.{i}.weight"] = t(arrays[f"CNN/W_cnn_{i}"][0].transpose(2, 1, 0))
+        state[f"token_encoder.convs.{i}.bias"] = t(arrays[f"CNN/b_cnn_{i}"])
+    for k in range(cnn.n_highway):
+        g = f"CNN_high_{k}"
+        state[f"token_encoder.highways.{k}.proj.weight"] = t(
+            numpy.concatenate([arrays[f"{g}/W_transform"].T, arrays[f"{g}/W_carry"].T])
+        )
+        state[f"token_encoder.highways.{k}.proj.bias"] = t(
+            numpy.concatenate([arrays[f"{g}/b_transform"], arrays[f"{g}/b_carry"]])
+        )
+    state["token_encoder.projection.weight"] = t(arrays["CNN_proj/W_proj"].T)
+    state["token_encoder.projection.bias"] = t(arrays["CNN_proj/b_proj"])
+    p = lstm.projection_dim
+    for layer in range(lstm.n_layers):
+        w = [arrays[f"{_cell(d, layer)}/W_0"] for d in range(2)]
+        prefix = f"lstm.layers.{layer}"
+        state[f"{prefix}.weight_ih"] = t(numpy.stack([x[:p] for x in w]))
+        state[f"{prefix}.weight_hh"] = t(numpy.stack([x[p:] for x in w]))
+        state[f"{prefix}.bias"] = t(numpy.stack([arrays[f"{_cell(d, layer)}/B"] for d in range(2)]))
+        state[f"{prefix}.weight_proj"] = t(numpy.stack([arrays[f"{_cell(d, layer)}/W_P_0"] for d in range(2)]))
+    return state
+
+
+def _from_state(bilm: BiLM) -> Dict[str, numpy.ndarray]:
+    """The inverse of :func:`_to_state`."""
+    options = bilm.options
+    s = {k: v.detach().float().cpu().numpy() for k, v in bilm.state_dict().items()}
+    cnn, lstm = options.char_cnn, options.lstm
+    n = cnn.n_filters
+    arrays = {"char_embed": s["token_encoder.embedding.weight"][1:]}
+    for i in range(len(cnn.filters)):
+        arrays[f"CNN/W_cnn_{i}"] = s[f"token_encoder.convs.{i}.weight"].transpose(2, 1, 0)[None]
+        arrays[f"CNN/b_cnn_{i}"] = s[f"token_encoder.convs.{i}.bias"]
+    for k in range(cnn.n_highway):
+        w = s[f"token_encoder.highways.{k}.proj.weight"]
+        b = s[f"token_encoder.highways.{k}.proj.bias"]
+        arrays[f"CNN_high_{k}/W_transform"], arrays[f"CNN_high_{k}/W_carry"] = w[:n].T, w[n:].T
+        arrays[f"CNN_high_{k}/b_transform"], arrays[f"CNN_high_{k}/b_carry"] = b[:n], b[n:]
+    arrays["CNN_proj/W_proj"] = s["token_encoder.projection.weight"].T
+    arrays["CNN_proj/b_proj"] = s["token_encoder.projection.bias"]
+    for layer in range(lstm.n_layers):
+        prefix = f"lstm.layers.{layer}"
+        for d in range(2):
+            cell = _cell(d, layer)
+            arrays[f"{cell}/W_0"] = numpy.concatenate([s[f"{prefix}.weight_ih"][d], s[f"{prefix}.weight_hh"][d]])
+            arrays[f"{cell}/B"] = s[f"{prefix}.bias"][d]
+            arrays[f"{cell}/W_P_0"] = s[f"{prefix}.weight_proj"][d]
+    return arrays
+
+
+def read_hdf5_arrays(path: Union[str, Path], options: BiLMOptions) -> Dict[str, numpy.ndarray]:
+    """Read and shape-check every dataset the options require; errors name file, dataset and shapes."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"ELMo weight file not found: {path}")
+    h5py = _h5py()
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"ELMo weight file {path} cannot be read as hdf5 (truncated or not hdf5?): {err}") from err
+    arrays: Dict[str, numpy.ndarray] = {}
+    with handle:
+        for name, shape in published_layout(options):
+            if name not in handle:
+                raise ValueError(f"ELMo weight file {path}: dataset '{name}' is missing (expected shape {shape})")
+            found = tuple(handle[name].shape)
+            if found != shape:
+                raise ValueError(
+                    f"ELMo weight file {path}: dataset '{name}' has shape {found}, "
+                    f"but the options require {shape}"
+                )
+            try:
+                arrays[name] = numpy.asarray(handle[name][...], dtype=numpy.float32)
+            except (OSError, KeyError) as err:
+                raise ValueError(f"ELMo weight file {path}: dataset '{name}' cannot be read (truncated?): {err}") from err
+    return arrays
+
+
+def load_hdf5(options_path: Union[str, Path], weight_path: Union[str, Path]) -> BiLM:
+    """A :class:`BiLM` from a published ``options.json`` + hdf5 pair."""
+    options = BiLMOptions.from_file(options_path)
+    bilm = BiLM(options)
+    bilm.load_state_dict(_to_state(read_hdf5_arrays(weight_path, options), options))
+    return bilm.eval()
+
+
+def save_hdf5(bilm: BiLM, options_path: Union[str, Path], weight_path: Union[str, Path]) -> None:
+    """Write ``bilm`` in the published layout (readable by AllenNLP and bilm-tf)."""
+    h5py = _h5py()
+    options = bilm.options
+    bilm.options.to_file(options_path)
+    arrays = _from_state(bilm)
+    with h5py.File(weight_path, "w") as handle:
+        for name, shape in published_layout(options):
+            data = numpy.ascontiguousarray(arrays[name], dtype=numpy.float32)
+            assert data.shape == shape, (name, data.shape, shape)
+            handle.create_dataset(name, data=data)

@@ -1,0 +1,147 @@
+"""An independent float64 numpy ELMo, written from the published maths, and published-layout test files.
+
+Nothing here imports spacy_elmo: the tests compare the package against this.
+"""
+import json
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy
+
+FILTERS_TINY = [[1, 4], [2, 4], [3, 8]]
+
+
+def options_dict(dim: int, proj: int, n_highway: int, filters, emb: int, n_layers: int = 2, clip: float = 3.0):
+    return {
+        "lstm": {"use_skip_connections": True, "projection_dim": proj, "cell_clip": clip, "proj_clip": clip,
+                 "dim": dim, "n_layers": n_layers},
+        "char_cnn": {"activation": "relu", "filters": filters, "n_highway": n_highway, "embedding": {"dim": emb},
+                     "n_characters": 262, "max_characters_per_token": 50},
+    }
+
+
+def random_published_arrays(opts: dict, seed: int = 0, scale: float = 0.5) -> Dict[str, numpy.ndarray]:
+    """Random weights under the published dataset names; large enough that the clips are reached."""
+    rng = numpy.random.default_rng(seed)
+    cnn, lstm = opts["char_cnn"], opts["lstm"]
+    emb = cnn["embedding"]["dim"]
+    r = lambda *shape: (rng.standard_normal(shape) * scale).astype(numpy.float32)  # noqa: E731
+    arrays = {"char_embed": r(261, emb)}
+    n = 0
+    for i, (width, count) in enumerate(cnn["filters"]):
+        arrays[f"CNN/W_cnn_{i}"] = r(1, width, emb, count)
+        arrays[f"CNN/b_cnn_{i}"] = r(count)
+        n += count
+    for k in range(cnn["n_highway"]):
+        for part in ("transform", "carry"):
+            arrays[f"CNN_high_{k}/W_{part}"] = r(n, n) / numpy.sqrt(n)
+            arrays[f"CNN_high_{k}/b_{part}"] = r(n)
+    p, c = lstm["projection_dim"], lstm["dim"]
+    arrays["CNN_proj/W_proj"] = r(n, p) / numpy.sqrt(n) * 4
+    arrays["CNN_proj/b_proj"] = r(p)
+    for d in range(2):
+        for layer in range(lstm["n_layers"]):
+            cell = f"RNN_{d}/RNN/MultiRNNCell/Cell{layer}/LSTMCell"
+            # strong input weights and gate biases drive both clips; weak recurrent weights keep the
+            # dynamics contractive, so float32 round-off is not amplified chaotically
+            w_in = r(p, 4 * c) / numpy.sqrt(p) * 2
+            w_rec = r(p, 4 * c) / numpy.sqrt(p) * 0.5
+            arrays[f"{cell}/W_0"] = numpy.concatenate([w_in, w_rec])
+            bias = r(4 * c)
+            bias[: c] += 1.0  # input gate open
+            bias[c : 2 * c] += numpy.where(numpy.arange(c) % 2, 1.5, -1.5).astype(numpy.float32)
+            bias[2 * c : 3 * c] += 2.0  # long memory: cells accumulate past the clip
+            arrays[f"{cell}/B"] = bias
+            arrays[f"{cell}/W_P_0"] = r(c, p) / numpy.sqrt(c) * 8
+    return arrays
+
+
+def write_published(directory: Path, opts: dict, arrays: Dict[str, numpy.ndarray]):
+    """Write ``options.json`` and ``weights.hdf5`` with h5py, in the bilm-tf layout."""
+    import h5py
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "options.json").write_text(json.dumps(opts))
+    with h5py.File(directory / "weights.hdf5", "w") as f:
+        for name, value in arrays.items():
+            f.create_dataset(name, data=value)
+    return directory / "options.json", directory / "weights.hdf5"
+
+
+def char_ids(word) -> List[int]:
+    """Published character ids; ``word`` may be a str or one of the ints 256 (BOS) / 257 (EOS)."""
+    payload = [word] if isinstance(word, int) else list(word.encode("utf-8", "ignore")[:48])
+    ids = [258] + payload + [259]
+    ids += [260] * (50 - len(ids))
+    return [i + 1 for i in ids]
+
+
+CLIPS = {"cell": 0, "proj": 0}  # how often each clip changed a value: tests check the clips are exercised
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + numpy.exp(-x))
+
+
+def token_vectors(arrays, opts, words: Sequence) -> numpy.ndarray:
+    cnn = opts["char_cnn"]
+    a = {k: v.astype(numpy.float64) for k, v in arrays.items()}
+    table = numpy.zeros((262, a["char_embed"].shape[1]))
+    table[1:] = a["char_embed"]
+    out = []
+    for word in words:
+        x = table[char_ids(word)]  # [50, emb]
+        feats = []
+        for i, (width, count) in enumerate(cnn["filters"]):
+            w = a[f"CNN/W_cnn_{i}"][0]  # [width, emb, count]
+            conv = numpy.stack([numpy.einsum("ke,kec->c", x[p : p + width], w) for p in range(50 - width + 1)])
+            conv = conv + a[f"CNN/b_cnn_{i}"]
+            feats.append(numpy.maximum(conv.max(axis=0), 0.0))
+        h = numpy.concatenate(feats)
+        for k in range(cnn["n_highway"]):
+            g = f"CNN_high_{k}"
+            carry = sigmoid(h @ a[f"{g}/W_carry"] + a[f"{g}/b_carry"])
+            transform = numpy.maximum(h @ a[f"{g}/W_transform"] + a[f"{g}/b_transform"], 0.0)
+            h = carry * transform + (1 - carry) * h
+        out.append(h @ a["CNN_proj/W_proj"] + a["CNN_proj/b_proj"])
+    return numpy.stack(out)
+
+
+def lstm_direction(arrays, opts, x: numpy.ndarray, direction: int) -> List[numpy.ndarray]:
+    lstm = opts["lstm"]
+    a = {k: v.astype(numpy.float64) for k, v in arrays.items()}
+    c_dim, clip_c, clip_p = lstm["dim"], lstm["cell_clip"], lstm["proj_clip"]
+    seq = x if direction == 0 else x[::-1]
+    outputs = []
+    for layer in range(lstm["n_layers"]):
+        cell = f"RNN_{direction}/RNN/MultiRNNCell/Cell{layer}/LSTMCell"
+        W, B, WP = a[f"{cell}/W_0"], a[f"{cell}/B"], a[f"{cell}/W_P_0"]
+        h = numpy.zeros(WP.shape[1])
+        c = numpy.zeros(c_dim)
+        out = []
+        for t in range(len(seq)):
+            z = numpy.concatenate([seq[t], h]) @ W + B
+            i, j, f, o = numpy.split(z, 4)  # TensorFlow order
+            c = sigmoid(f + 1.0) * c + sigmoid(i) * numpy.tanh(j)
+            CLIPS["cell"] += int((numpy.abs(c) > clip_c).sum())
+            c = numpy.clip(c, -clip_c, clip_c)
+            h = (sigmoid(o) * numpy.tanh(c)) @ WP
+            CLIPS["proj"] += int((numpy.abs(h) > clip_p).sum())
+            h = numpy.clip(h, -clip_p, clip_p)
+            out.append(h)
+        out = numpy.stack(out)
+        if layer > 0 and lstm["use_skip_connections"]:
+            out = out + seq
+        outputs.append(out if direction == 0 else out[::-1])
+        seq = out
+    return outputs
+
+
+def elmo_layers(arrays, opts, words: Sequence[str]) -> numpy.ndarray:
+    """``[n_layers + 1, len(words), 2P]`` float64, sentence marks removed."""
+    x = token_vectors(arrays, opts, [256, *words, 257])
+    fwd = lstm_direction(arrays, opts, x, 0)
+    bwd = lstm_direction(arrays, opts, x, 1)
+    layers = [numpy.concatenate([x, x], axis=-1)]
+    layers += [numpy.concatenate([f, b], axis=-1) for f, b in zip(fwd, bwd)]
+    return numpy.stack(layers)[:, 1:-1]
