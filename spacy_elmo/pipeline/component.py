@@ -1,0 +1,309 @@
+"""The ``elmo`` pipeline component: runs the biLM over Doc tokens and keeps every layer on the Doc."""
+import os
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+
+import numpy
+import srsly
+import torch
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples
+from spacy.util import ensure_path
+from spacy.vocab import Vocab
+from thinc.api import Model, Optimizer, set_dropout_rate
+from thinc.types import Floats3d
+
+from ..bilm.model import BiLM
+from ..io import bilm_from_bytes, bilm_to_bytes, load_bilm, load_native, save_native
+from ..layers.bilm_model import get_bilm, get_embedder, has_bilm, set_bilm
+from .doc_data import DATA_ATTR, ElmoDocData, install_extensions
+
+MIXES = ("average", "top", "all", "weighted")
+LISTENER_NAME = "elmo_listener"
+
+DEFAULT_CONFIG = {
+    "model": {"@architectures": "spacy-elmo.BiLM.v1"},
+    "weights": None,
+    "options": None,
+    "max_batch_tokens": 4096,
+    "window": 128,
+    "cache_size": 50_000,
+    "device": "auto",
+    "mix": "average",
+    "mix_weights": None,
+    "gamma": 1.0,
+    "set_tensor": False,
+    "frozen": True,
+}
+
+
+@Language.factory("elmo", default_config=DEFAULT_CONFIG)
+def make_elmo(
+    nlp: Language,
+    name: str,
+    model: Model,
+    weights: Optional[str],
+    options: Optional[str],
+    max_batch_tokens: int,
+    window: int,
+    cache_size: int,
+    device: str,
+    mix: str,
+    mix_weights: Optional[List[float]],
+    gamma: float,
+    set_tensor: bool,
+    frozen: bool,
+) -> "ElmoComponent":
+    """ELMo over Doc tokens.
+
+    weights, options: a native biLM directory, or a published hdf5 file and its options.json; loaded on
+        first use (or give a loader in ``[initialize.components.elmo]``). A saved pipeline carries the biLM.
+    max_batch_tokens: padded tokens per biLM batch; sequences are sorted by length across Docs.
+    window: the longest sequence the biLM reads: sentences when boundaries are set, else the whole Doc,
+        cut into windows of at most this many tokens (after sentence-final punctuation when possible).
+    cache_size: token vectors kept by the character-CNN cache (0 turns it off).
+    device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    mix: what ``._.elmo`` returns: "average" of the layers, "top" layer, "all" layers concatenated, or
+        "weighted" by ``mix_weights`` (normalised to sum 1); ``gamma`` scales every mix but "all".
+    set_tensor: also write the mixed vectors to ``doc.tensor`` (``token.vector``, ``similarity``).
+    frozen: the biLM weights are never updated in training.
+    """
+    return ElmoComponent(
+        nlp.vocab, model, name=name, weights=weights, options=options, max_batch_tokens=max_batch_tokens,
+        window=window, cache_size=cache_size, device=device, mix=mix, mix_weights=mix_weights, gamma=gamma,
+        set_tensor=set_tensor, frozen=frozen,
+    )
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class ElmoComponent(TrainablePipe):
+    """Stores ``doc._.elmo_data`` (all layers) and feeds the layers to downstream ELMo listeners."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        *,
+        name: str = "elmo",
+        weights: Optional[str] = None,
+        options: Optional[str] = None,
+        max_batch_tokens: int = 4096,
+        window: int = 128,
+        cache_size: int = 50_000,
+        device: str = "auto",
+        mix: str = "average",
+        mix_weights: Optional[List[float]] = None,
+        gamma: float = 1.0,
+        set_tensor: bool = False,
+        frozen: bool = True,
+    ) -> None:
+        if mix not in MIXES:
+            raise ValueError(f"elmo: mix must be one of {MIXES}, got {mix!r}")
+        if (mix == "weighted") != (mix_weights is not None):
+            raise ValueError("elmo: give mix_weights exactly when mix = 'weighted'")
+        if max_batch_tokens < 1 or window < 1:
+            raise ValueError("elmo: max_batch_tokens and window must be positive")
+        install_extensions()
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.listener_map: Dict[str, List[Model]] = {}
+        self.cfg = {
+            "weights": weights, "options": options, "max_batch_tokens": max_batch_tokens, "window": window,
+            "cache_size": cache_size, "device": device, "mix": mix, "mix_weights": mix_weights, "gamma": gamma,
+            "set_tensor": set_tensor, "frozen": frozen,
+        }
+        model.attrs.update(window=window, max_batch_tokens=max_batch_tokens, cache_size=cache_size, frozen=frozen)
+        self._pid = os.getpid()
+        if has_bilm(model):
+            self._install(get_bilm(model))
+
+    # -- the biLM ---------------------------------------------------------------------------------
+    def _install(self, bilm: BiLM) -> None:
+        set_bilm(self.model, bilm.to(resolve_device(self.cfg["device"])).eval())
+
+    def _ensure_bilm(self) -> None:
+        if os.getpid() != self._pid:
+            self._enter_child_process()
+        if not has_bilm(self.model):
+            if self.cfg["weights"] is None:
+                get_bilm(self.model)  # raises the explanatory error
+            self._install(load_bilm(self.cfg["weights"], self.cfg["options"]))
+
+    def _enter_child_process(self) -> None:
+        """After a fork (``nlp.pipe(n_process=...)``): one torch thread, as the parent's pool is gone."""
+        self._pid = os.getpid()
+        torch.set_num_threads(1)
+        if has_bilm(self.model) and get_bilm(self.model).lstm.layers[0].weight_ih.is_cuda:
+            raise RuntimeError("elmo: CUDA cannot be used in forked worker processes; use n_process=1 on GPU")
+
+    @property
+    def bilm(self) -> BiLM:
+        """The torch biLM (loaded on first access when the component has weight paths)."""
+        self._ensure_bilm()
+        return get_bilm(self.model)
+
+    @property
+    def layer_weights(self) -> Optional[numpy.ndarray]:
+        """The normalised per-layer weights of ``._.elmo`` (None for "all")."""
+        n_layers = self.bilm.options.n_output_layers
+        mix = self.cfg["mix"]
+        if mix == "all":
+            return None
+        if mix == "average":
+            return numpy.full(n_layers, 1.0 / n_layers, dtype=numpy.float32)
+        if mix == "top":
+            return numpy.eye(n_layers, dtype=numpy.float32)[-1]
+        weights = numpy.asarray(self.cfg["mix_weights"], dtype=numpy.float32)
+        if weights.shape != (n_layers,) or weights.sum() <= 0:
+            raise ValueError(f"elmo: mix_weights needs {n_layers} non-negative weights, got {self.cfg['mix_weights']}")
+        return weights / weights.sum()
+
+    # -- prediction -------------------------------------------------------------------------------
+    def __call__(self, doc: Doc) -> Doc:
+        self.set_annotations([doc], self.predict([doc]))
+        return doc
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        buffer: List[Doc] = []
+        for doc in stream:
+            buffer.append(doc)
+            if len(buffer) >= batch_size:
+                yield from self._annotate(buffer)
+                buffer = []
+        if buffer:
+            yield from self._annotate(buffer)
+
+    def _annotate(self, docs: List[Doc]) -> List[Doc]:
+        self.set_annotations(docs, self.predict(docs))
+        return docs
+
+    def predict(self, docs: Iterable[Doc]) -> List[Floats3d]:
+        self._ensure_bilm()
+        return self.model.predict(list(docs))
+
+    def set_annotations(self, docs: Iterable[Doc], layers: Sequence[Floats3d]) -> None:
+        weights = self.layer_weights
+        gamma = float(self.cfg["gamma"])
+        for doc, doc_layers in zip(docs, layers):
+            data = ElmoDocData(numpy.asarray(self.model.ops.to_numpy(doc_layers), dtype=numpy.float32), weights, gamma)
+            doc._.set(DATA_ATTR, data)
+            if self.cfg["set_tensor"]:
+                doc.tensor = data.mixed()
+
+    # -- listeners and training -------------------------------------------------------------------
+    @property
+    def listeners(self) -> List[Model]:
+        return [m for c in self.listening_components for m in self.listener_map[c]]
+
+    @property
+    def listening_components(self) -> List[str]:
+        return list(self.listener_map.keys())
+
+    def add_listener(self, listener: Model, component_name: str) -> None:
+        self.listener_map.setdefault(component_name, [])
+        if listener not in self.listener_map[component_name]:
+            self.listener_map[component_name].append(listener)
+
+    def remove_listener(self, listener: Model, component_name: str) -> bool:
+        if listener in self.listener_map.get(component_name, []):
+            self.listener_map[component_name].remove(listener)
+            if not self.listener_map[component_name]:
+                del self.listener_map[component_name]
+            return True
+        return False
+
+    def find_listeners(self, component) -> None:
+        model = getattr(component, "model", None)
+        if isinstance(model, Model):
+            for node in model.walk():
+                if node.name == LISTENER_NAME and node.attrs.get("upstream_name") in ("*", self.name):
+                    self.add_listener(node, component.name)
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Run the biLM once for the batch and hand its layers to every listener."""
+        validate_examples(examples, "ElmoComponent.update")
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        docs = [eg.predicted for eg in examples]
+        self._ensure_bilm()
+        set_dropout_rate(self.model, drop)
+        layers, backprop_layers = self.model.begin_update(docs)
+        gradients: List[List[Floats3d]] = []
+        listeners = self.listeners
+
+        def accumulate(d_layers: List[Floats3d]) -> List[Doc]:
+            gradients.append(d_layers)
+            if len(gradients) == len(listeners):
+                if not self.cfg["frozen"]:
+                    summed = [self.model.ops.xp.sum(self.model.ops.xp.stack(g), axis=0) for g in zip(*gradients)]
+                    backprop_layers(summed)
+                    if sgd is not None:
+                        self.finish_update(sgd)
+                gradients.clear()
+            return []
+
+        batch_id = listener_batch_id(docs)
+        for listener in listeners:
+            listener.receive(batch_id, layers, accumulate)
+        return losses
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        if not self.cfg["frozen"]:
+            self.model.finish_update(sgd)
+            get_embedder(self.model).cache.clear()
+
+    def initialize(
+        self,
+        get_examples: Optional[Callable[[], Iterable[Example]]] = None,
+        *,
+        nlp: Optional[Language] = None,
+        loader: Optional[Callable[[], BiLM]] = None,
+    ) -> None:
+        """Load the weights: from ``loader`` when given (``[initialize.components.elmo]``), else from the
+        component's ``weights`` / ``options``; a biLM already present is kept when neither is given."""
+        if loader is not None:
+            self._install(loader())
+        else:
+            self._ensure_bilm()
+
+    # -- serialization ----------------------------------------------------------------------------
+    def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
+        path = ensure_path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(path / "cfg", self.cfg)
+        save_native(self.bilm, path / "bilm")
+
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
+        path = ensure_path(path)
+        self.cfg.update(srsly.read_json(path / "cfg"))
+        self._install(load_native(path / "bilm"))
+        return self
+
+    def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
+        return srsly.msgpack_dumps({"cfg": self.cfg, "bilm": bilm_to_bytes(self.bilm)})
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
+        msg = srsly.msgpack_loads(bytes_data)
+        self.cfg.update(msg["cfg"])
+        self._install(bilm_from_bytes(msg["bilm"]))
+        return self
+
+
+def listener_batch_id(docs: Iterable[Doc]) -> int:
+    """Identifies a batch of Docs, so that a listener can check it received the batch it is asked for."""
+    return sum(sum(token.orth for token in doc) for doc in docs)
