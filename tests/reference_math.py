@@ -53,7 +53,7 @@ def random_published_arrays(opts: dict, seed: int = 0, scale: float = 0.5) -> Di
             bias[2 * c : 3 * c] += 2.0  # long memory: cells accumulate past the clip
             arrays[f"{cell}/B"] = bias
             arrays[f"{cell}/W_P_0"] = r(c, p) / numpy.sqrt(c) * 8
-    return arrays
+    return {name: a.astype(numpy.float32) for name, a in arrays.items()}
 
 
 def write_published(directory: Path, opts: dict, arrays: Dict[str, numpy.ndarray]):
