@@ -1,0 +1,45 @@
+"""The paper's objective: a forward and a backward LM over one biLM, with one shared softmax.
+
+At every position the top layer's forward half predicts the next token and its backward half the previous
+one; the sentence marks are targets too (``</S>`` forwards, ``<S>`` backwards). Dropout: the biLSTM's own
+(on each layer's input) and on the top layer before the softmax, as bilm-tf does.
+"""
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..bilm.embedder import CNN_CHUNK
+from ..bilm.model import BiLM
+from .softmax import make_softmax
+
+
+class BiLMLanguageModel(nn.Module):
+    def __init__(self, bilm: BiLM, vocab_size: int, cutoffs: Sequence[int], dropout: float = 0.0) -> None:
+        super().__init__()
+        self.bilm = bilm
+        self.softmax = make_softmax(bilm.options.lstm.projection_dim, vocab_size, cutoffs)
+        self.cutoffs = list(cutoffs)
+        self.set_dropout(dropout)
+
+    def set_dropout(self, dropout: float) -> None:
+        self.dropout = dropout
+        self.bilm.lstm.dropout = dropout
+
+    def forward(
+        self, char_ids: torch.Tensor, index: torch.Tensor, word_ids: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Summed negative log likelihoods ``[forward, backward]`` of the batch (see :class:`Batch`)."""
+        vectors = torch.cat([self.bilm.encode_tokens(char_ids[i : i + CNN_CHUNK]) for i in range(0, len(char_ids), CNN_CHUNK)])
+        top = self.bilm.lstm(vectors[index], lengths)[-1]
+        if self.dropout:
+            top = F.dropout(top, self.dropout, self.training)
+        width = top.shape[-1] // 2
+        steps = index.shape[1]
+        mask = torch.arange(steps - 1, device=index.device).unsqueeze(0) < (lengths.to(index.device) - 1).unsqueeze(1)
+        states = torch.cat([top[:, :-1, :width][mask], top[:, 1:, width:][mask]])
+        targets = torch.cat([word_ids[:, 1:][mask], word_ids[:, :-1][mask]])
+        log_probs = self.softmax(states, targets).output
+        n = int(mask.sum())
+        return -torch.stack([log_probs[:n].sum(), log_probs[n:].sum()])
