@@ -1,6 +1,7 @@
 """The biLM as a thinc layer: Docs in, one ``[n_layers, n_tokens, width]`` array per Doc out."""
+import io
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
 import numpy
 import torch
@@ -13,9 +14,11 @@ from ..bilm.embedder import Embedder, plan_batches
 from ..bilm.model import BiLM
 from ..bilm.options import BiLMOptions
 from ..pipeline.windows import doc_windows
+from .listener import replace_listener, replacement_config
 
 _EMBEDDERS: "weakref.WeakKeyDictionary[BiLM, Embedder]" = weakref.WeakKeyDictionary()
-DEFAULT_ATTRS = {"window": 128, "max_batch_tokens": 4096, "cache_size": 50_000, "frozen": True}
+_DOC_CACHES: "weakref.WeakKeyDictionary[BiLM, DocLayerCache]" = weakref.WeakKeyDictionary()
+DEFAULT_ATTRS = {"window": 128, "max_batch_tokens": 4096, "cache_size": 50_000, "doc_cache_size": 100_000, "frozen": True}
 
 
 @registry.architectures("spacy-elmo.BiLM.v1")
@@ -23,7 +26,8 @@ def BiLMModel(options: Optional[Dict[str, Any]] = None) -> Model[List[Doc], List
     """The biLM over Docs. With ``options`` (the published ``options.json`` content) the torch module
     is built at once; without, the ``elmo`` component installs it when its weights are loaded.
     """
-    model: Model[List[Doc], List[Floats3d]] = Model("elmo_bilm", forward, attrs=dict(DEFAULT_ATTRS))
+    attrs = {**DEFAULT_ATTRS, "replace_listener": replace_listener}
+    model: Model[List[Doc], List[Floats3d]] = Model("elmo_bilm", forward, attrs=attrs)
     if options is not None:
         set_bilm(model, BiLM(BiLMOptions.from_dict(options)))
     return model
@@ -31,7 +35,22 @@ def BiLMModel(options: Optional[Dict[str, Any]] = None) -> Model[List[Doc], List
 
 def set_bilm(model: Model, bilm: BiLM) -> None:
     """Install ``bilm`` as the layer's torch module (replacing any earlier one)."""
-    model.shims[:] = [PyTorchShim(bilm)]
+    model.shims[:] = [PyTorchShim(bilm, serialize_model=_serialize_bilm, deserialize_model=_deserialize_bilm)]
+    model.attrs["replace_listener_cfg"] = replacement_config(bilm.options.to_dict())
+
+
+def _serialize_bilm(bilm: BiLM) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(bilm.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def _deserialize_bilm(bilm: BiLM, data: bytes, device: torch.device) -> BiLM:
+    """Weights only: never unpickle. Forgets the caches computed with the old weights."""
+    bilm.load_state_dict(torch.load(io.BytesIO(data), map_location=device, weights_only=True))
+    _EMBEDDERS.pop(bilm, None)
+    _DOC_CACHES.pop(bilm, None)
+    return bilm.to(device)
 
 
 def get_bilm(model: Model) -> BiLM:
@@ -57,29 +76,84 @@ def get_embedder(model: Model) -> Embedder:
     return embedder
 
 
-def _pieces(docs: List[Doc], window: int) -> Tuple[List[int], List[List[str]]]:
+class DocLayerCache:
+    """The layers of Docs already seen, up to ``max_tokens`` tokens in all; once full it keeps what it has.
+
+    Keeping the first Docs (rather than the most recent) suits training, which visits the same Docs in
+    every epoch: a cache smaller than the corpus still saves its share of every epoch. Keys are a Doc's
+    windows as token strings, so a hit is exact. Only valid while the weights do not change.
+    """
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self.n_tokens = 0
+        self.entries: Dict[Hashable, numpy.ndarray] = {}
+
+    def get(self, key: Hashable) -> Optional[numpy.ndarray]:
+        return self.entries.get(key)
+
+    def put(self, key: Hashable, layers: numpy.ndarray) -> None:
+        n = layers.shape[1]
+        if self.n_tokens + n > self.max_tokens or key in self.entries:
+            return
+        layers.flags.writeable = False  # shared by every Doc that gets it
+        self.entries[key] = layers
+        self.n_tokens += n
+
+
+def get_doc_cache(model: Model) -> Optional[DocLayerCache]:
+    """The layer's Doc cache: only for a frozen biLM, and None when ``doc_cache_size`` is 0."""
+    size = model.attrs.get("doc_cache_size", 0)
+    if not model.attrs["frozen"] or size <= 0:
+        return None
+    bilm = get_bilm(model)
+    cache = _DOC_CACHES.get(bilm)
+    if cache is None or cache.max_tokens != size:
+        cache = _DOC_CACHES[bilm] = DocLayerCache(size)
+    return cache
+
+
+def _doc_pieces(doc: Doc, window: int) -> Tuple[Tuple[str, ...], ...]:
+    """What the biLM reads of a Doc: its windows' token strings (also the Doc's cache key)."""
+    return tuple(tuple(t.text for t in doc[start:end]) for start, end in doc_windows(doc, window))
+
+
+def _pieces(docs: List[Doc], window: int) -> Tuple[List[int], List[Tuple[str, ...]]]:
     owners: List[int] = []
-    words: List[List[str]] = []
+    words: List[Tuple[str, ...]] = []
     for d, doc in enumerate(docs):
-        for start, end in doc_windows(doc, window):
+        for piece in _doc_pieces(doc, window):
             owners.append(d)
-            words.append([t.text for t in doc[start:end]])
+            words.append(piece)
     return owners, words
 
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3d], Callable]:
     embedder = get_embedder(model)
-    opts = embedder.bilm.options
-    owners, words = _pieces(docs, model.attrs["window"])
     if is_train and not model.attrs["frozen"]:
+        embedder.cache.clear()  # the weights change after this step
+        owners, words = _pieces(docs, model.attrs["window"])
         return _forward_with_grad(model, embedder, docs, owners, words)
-    pieces = embedder.embed(words)
-    per_doc: List[List[numpy.ndarray]] = [[] for _ in docs]
-    for owner, piece in zip(owners, pieces):
+    cache = get_doc_cache(model)
+    keys = [_doc_pieces(doc, model.attrs["window"]) for doc in docs]
+    found: List[Optional[numpy.ndarray]] = [None if cache is None else cache.get(key) for key in keys]
+    todo = [d for d, layers in enumerate(found) if layers is None]
+    owners = [d for d in todo for _ in keys[d]]
+    embedded = embedder.embed([piece for d in todo for piece in keys[d]])
+    per_doc: Dict[int, List[numpy.ndarray]] = {d: [] for d in todo}
+    for owner, piece in zip(owners, embedded):
         per_doc[owner].append(piece)
-    empty = numpy.zeros((opts.n_output_layers, 0, opts.output_dim), dtype=numpy.float32)
-    outputs = [model.ops.asarray3f(numpy.concatenate(p, axis=1) if p else empty) for p in per_doc]
-    return outputs, lambda d_outputs: []
+    opts = embedder.bilm.options
+    for d, parts in per_doc.items():
+        if len(parts) == 1:
+            found[d] = parts[0]
+        elif parts:
+            found[d] = numpy.concatenate(parts, axis=1)
+        else:
+            found[d] = numpy.zeros((opts.n_output_layers, 0, opts.output_dim), dtype=numpy.float32)
+        if cache is not None:
+            cache.put(keys[d], found[d])
+    return [model.ops.asarray3f(layers) for layers in found], lambda d_outputs: []
 
 
 def _forward_with_grad(model, embedder: Embedder, docs, owners, words):

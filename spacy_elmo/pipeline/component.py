@@ -30,6 +30,7 @@ DEFAULT_CONFIG = {
     "max_batch_tokens": 4096,
     "window": 128,
     "cache_size": 50_000,
+    "doc_cache_size": 100_000,
     "device": "auto",
     "mix": "average",
     "mix_weights": None,
@@ -49,6 +50,7 @@ def make_elmo(
     max_batch_tokens: int,
     window: int,
     cache_size: int,
+    doc_cache_size: int,
     device: str,
     mix: str,
     mix_weights: Optional[List[float]],
@@ -64,6 +66,9 @@ def make_elmo(
     window: the longest sequence the biLM reads: sentences when boundaries are set, else the whole Doc,
         cut into windows of at most this many tokens (after sentence-final punctuation when possible).
     cache_size: token vectors kept by the character-CNN cache (0 turns it off).
+    doc_cache_size: with a frozen biLM, the layers of this many tokens of Docs already seen are kept, so
+        training epochs after the first (and repeated evaluations) do not rerun the biLM; memory is
+        ``doc_cache_size * n_layers * width * 4`` bytes (0.3 GB for 100k tokens of ``small``); 0 turns it off.
     device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     mix: what ``._.elmo`` returns: "average" of the layers, "top" layer, "all" layers concatenated, or
         "weighted" by ``mix_weights`` (normalised to sum 1); ``gamma`` scales every mix but "all".
@@ -72,8 +77,8 @@ def make_elmo(
     """
     return ElmoComponent(
         nlp.vocab, model, name=name, weights=weights, options=options, max_batch_tokens=max_batch_tokens,
-        window=window, cache_size=cache_size, device=device, mix=mix, mix_weights=mix_weights, gamma=gamma,
-        set_tensor=set_tensor, frozen=frozen,
+        window=window, cache_size=cache_size, doc_cache_size=doc_cache_size, device=device, mix=mix,
+        mix_weights=mix_weights, gamma=gamma, set_tensor=set_tensor, frozen=frozen,
     )
 
 
@@ -97,6 +102,7 @@ class ElmoComponent(TrainablePipe):
         max_batch_tokens: int = 4096,
         window: int = 128,
         cache_size: int = 50_000,
+        doc_cache_size: int = 100_000,
         device: str = "auto",
         mix: str = "average",
         mix_weights: Optional[List[float]] = None,
@@ -110,6 +116,8 @@ class ElmoComponent(TrainablePipe):
             raise ValueError("elmo: give mix_weights exactly when mix = 'weighted'")
         if max_batch_tokens < 1 or window < 1:
             raise ValueError("elmo: max_batch_tokens and window must be positive")
+        if cache_size < 0 or doc_cache_size < 0:
+            raise ValueError("elmo: cache_size and doc_cache_size must be 0 (off) or positive")
         install_extensions()
         self.vocab = vocab
         self.model = model
@@ -117,10 +125,14 @@ class ElmoComponent(TrainablePipe):
         self.listener_map: Dict[str, List[Model]] = {}
         self.cfg = {
             "weights": weights, "options": options, "max_batch_tokens": max_batch_tokens, "window": window,
-            "cache_size": cache_size, "device": device, "mix": mix, "mix_weights": mix_weights, "gamma": gamma,
-            "set_tensor": set_tensor, "frozen": frozen,
+            "cache_size": cache_size, "doc_cache_size": doc_cache_size, "device": device, "mix": mix,
+            "mix_weights": mix_weights, "gamma": gamma, "set_tensor": set_tensor, "frozen": frozen,
         }
-        model.attrs.update(window=window, max_batch_tokens=max_batch_tokens, cache_size=cache_size, frozen=frozen)
+        model.attrs.update(
+            window=window, max_batch_tokens=max_batch_tokens, cache_size=cache_size, doc_cache_size=doc_cache_size,
+            frozen=frozen,
+        )
+        self._optimizer: Optional[Optimizer] = None  # the last one given to finish_update
         self._pid = os.getpid()
         if has_bilm(model):
             self._install(get_bilm(model))
@@ -235,26 +247,34 @@ class ElmoComponent(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
-        """Run the biLM once for the batch and hand its layers to every listener."""
+        """Run the biLM once for the batch and hand its layers to every listener.
+
+        With ``frozen = false`` the biLM is updated as soon as every listener has passed back its gradient,
+        with ``sgd`` or else the optimizer last given to :meth:`finish_update` (spaCy's training loop calls
+        it between this component's update and its listeners').
+        """
         validate_examples(examples, "ElmoComponent.update")
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
+        listeners = self.listeners
+        if not listeners:
+            return losses
         docs = [eg.predicted for eg in examples]
         self._ensure_bilm()
         set_dropout_rate(self.model, drop)
         layers, backprop_layers = self.model.begin_update(docs)
         gradients: List[List[Floats3d]] = []
-        listeners = self.listeners
 
         def accumulate(d_layers: List[Floats3d]) -> List[Doc]:
+            if self.cfg["frozen"]:
+                return []
             gradients.append(d_layers)
             if len(gradients) == len(listeners):
-                if not self.cfg["frozen"]:
-                    summed = [self.model.ops.xp.sum(self.model.ops.xp.stack(g), axis=0) for g in zip(*gradients)]
-                    backprop_layers(summed)
-                    if sgd is not None:
-                        self.finish_update(sgd)
-                gradients.clear()
+                xp = self.model.ops.xp
+                backprop_layers([xp.sum(xp.stack(g), axis=0) for g in zip(*gradients)])
+                optimizer = sgd if sgd is not None else self._optimizer
+                if optimizer is not None:
+                    self._apply(optimizer)
             return []
 
         batch_id = listener_batch_id(docs)
@@ -263,8 +283,12 @@ class ElmoComponent(TrainablePipe):
         return losses
 
     def finish_update(self, sgd: Optimizer) -> None:
+        self._optimizer = sgd
+        self._apply(sgd)
+
+    def _apply(self, optimizer: Optimizer) -> None:
         if not self.cfg["frozen"]:
-            self.model.finish_update(sgd)
+            self.model.finish_update(optimizer)
             get_embedder(self.model).cache.clear()
 
     def initialize(
@@ -275,11 +299,25 @@ class ElmoComponent(TrainablePipe):
         loader: Optional[Callable[[], BiLM]] = None,
     ) -> None:
         """Load the weights: from ``loader`` when given (``[initialize.components.elmo]``), else from the
-        component's ``weights`` / ``options``; a biLM already present is kept when neither is given."""
+        component's ``weights`` / ``options``; a biLM already present is kept when neither is given.
+        Then check that every listener expects the biLM's layer shapes."""
         if loader is not None:
             self._install(loader())
         else:
             self._ensure_bilm()
+        self._check_listeners()
+
+    def _check_listeners(self) -> None:
+        opts = self.bilm.options
+        for component, listeners in self.listener_map.items():
+            for listener in listeners:
+                mix = listener.layers[0]
+                if (mix.get_dim("nL"), mix.get_dim("nI")) != (opts.n_output_layers, opts.output_dim):
+                    raise ValueError(
+                        f"elmo: the listener of '{component}' expects {mix.get_dim('nL')} layers of width "
+                        f"{mix.get_dim('nI')}, but the biLM gives {opts.n_output_layers} of width "
+                        f"{opts.output_dim}: set n_layers / width in its spacy-elmo.ElmoListener.v1 config"
+                    )
 
     # -- serialization ----------------------------------------------------------------------------
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
