@@ -1,5 +1,5 @@
 """The ELMo listener: a downstream component's view of the upstream ``elmo`` component, through its own mix."""
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -26,7 +26,7 @@ class ElmoListenerModel(Model):
             attrs={"upstream_name": upstream_name},
         )
         self._batch_id: Optional[int] = None
-        self._received: Optional[List[Floats3d]] = None
+        self._received: Union[None, List[Floats3d], Callable[[], List[Floats3d]]] = None
         self._backprop: Optional[Callable] = None
 
     @classmethod
@@ -34,8 +34,11 @@ class ElmoListenerModel(Model):
         """A content hash of a batch of Docs (the ``elmo`` component computes the same)."""
         return sum(sum(token.orth for token in doc) for doc in docs)
 
-    def receive(self, batch_id: int, layers: List[Floats3d], backprop: Callable) -> None:
-        """Keep the upstream's layers for the batch and the callback that takes their gradient."""
+    def receive(
+        self, batch_id: int, layers: Union[List[Floats3d], Callable[[], List[Floats3d]]], backprop: Callable
+    ) -> None:
+        """Keep the upstream's layers for the batch (or a function that returns them, called when they are
+        first needed) and the callback that takes their gradient."""
         self._batch_id = batch_id
         self._received = layers
         self._backprop = backprop
@@ -91,7 +94,8 @@ def _forward(model: ElmoListenerModel, docs: List[Doc], is_train: bool) -> Tuple
     mix = model.layers[0]
     if is_train and model._batch_id is not None:
         model.verify_inputs(docs)
-        outputs, backprop_mix = mix(model._received, is_train=True)
+        received = model._received() if callable(model._received) else model._received
+        outputs, backprop_mix = mix(received, is_train=True)
 
         def backprop(d_outputs: List[Floats2d]) -> List[Doc]:
             return model.backprop_and_clear(backprop_mix(d_outputs))

@@ -132,7 +132,6 @@ class ElmoComponent(TrainablePipe):
             window=window, max_batch_tokens=max_batch_tokens, cache_size=cache_size, doc_cache_size=doc_cache_size,
             frozen=frozen,
         )
-        self._optimizer: Optional[Optimizer] = None  # the last one given to finish_update
         self._pid = os.getpid()
         if has_bilm(model):
             self._install(get_bilm(model))
@@ -247,11 +246,14 @@ class ElmoComponent(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
-        """Run the biLM once for the batch and hand its layers to every listener.
+        """Hand the batch's biLM layers to every listener; the biLM runs once, when the first listener
+        asks for them.
 
-        With ``frozen = false`` the biLM is updated as soon as every listener has passed back its gradient,
-        with ``sgd`` or else the optimizer last given to :meth:`finish_update` (spaCy's training loop calls
-        it between this component's update and its listeners').
+        Running it then, rather than now, means that in spaCy's training loop (this update, then this
+        component's ``finish_update``, then the listeners' updates) the layers are computed with the
+        weights as ``finish_update`` left them, so with ``frozen = false`` the backward pass is exact.
+        Gradients reach the biLM when every listener has passed its gradient back; they are applied by
+        ``finish_update`` (or at once when ``sgd`` is given).
         """
         validate_examples(examples, "ElmoComponent.update")
         losses = {} if losses is None else losses
@@ -262,8 +264,13 @@ class ElmoComponent(TrainablePipe):
         docs = [eg.predicted for eg in examples]
         self._ensure_bilm()
         set_dropout_rate(self.model, drop)
-        layers, backprop_layers = self.model.begin_update(docs)
+        computed: List = []
         gradients: List[List[Floats3d]] = []
+
+        def layers() -> List[Floats3d]:
+            if not computed:
+                computed.extend(self.model.begin_update(docs))
+            return computed[0]
 
         def accumulate(d_layers: List[Floats3d]) -> List[Doc]:
             if self.cfg["frozen"]:
@@ -271,10 +278,9 @@ class ElmoComponent(TrainablePipe):
             gradients.append(d_layers)
             if len(gradients) == len(listeners):
                 xp = self.model.ops.xp
-                backprop_layers([xp.sum(xp.stack(g), axis=0) for g in zip(*gradients)])
-                optimizer = sgd if sgd is not None else self._optimizer
-                if optimizer is not None:
-                    self._apply(optimizer)
+                computed[1]([xp.sum(xp.stack(g), axis=0) for g in zip(*gradients)])
+                if sgd is not None:
+                    self.finish_update(sgd)
             return []
 
         batch_id = listener_batch_id(docs)
@@ -283,12 +289,8 @@ class ElmoComponent(TrainablePipe):
         return losses
 
     def finish_update(self, sgd: Optimizer) -> None:
-        self._optimizer = sgd
-        self._apply(sgd)
-
-    def _apply(self, optimizer: Optimizer) -> None:
         if not self.cfg["frozen"]:
-            self.model.finish_update(optimizer)
+            self.model.finish_update(sgd)
             get_embedder(self.model).cache.clear()
 
     def initialize(
