@@ -81,7 +81,8 @@ class DocLayerCache:
 
     Keeping the first Docs (rather than the most recent) suits training, which visits the same Docs in
     every epoch: a cache smaller than the corpus still saves its share of every epoch. Keys are a Doc's
-    windows as token strings, so a hit is exact. Only valid while the weights do not change.
+    windows as token strings, so a hit is exact. The arrays are shared, so read-only. Only valid while the
+    weights do not change.
     """
 
     def __init__(self, max_tokens: int) -> None:
@@ -96,7 +97,6 @@ class DocLayerCache:
         n = layers.shape[1]
         if self.n_tokens + n > self.max_tokens or key in self.entries:
             return
-        layers.flags.writeable = False  # shared by every Doc that gets it
         self.entries[key] = layers
         self.n_tokens += n
 
@@ -134,26 +134,38 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3
         embedder.cache.clear()  # the weights change after this step
         owners, words = _pieces(docs, model.attrs["window"])
         return _forward_with_grad(model, embedder, docs, owners, words)
-    cache = get_doc_cache(model)
     keys = [_doc_pieces(doc, model.attrs["window"]) for doc in docs]
-    found: List[Optional[numpy.ndarray]] = [None if cache is None else cache.get(key) for key in keys]
-    todo = [d for d, layers in enumerate(found) if layers is None]
-    owners = [d for d in todo for _ in keys[d]]
-    embedded = embedder.embed([piece for d in todo for piece in keys[d]])
-    per_doc: Dict[int, List[numpy.ndarray]] = {d: [] for d in todo}
-    for owner, piece in zip(owners, embedded):
-        per_doc[owner].append(piece)
-    opts = embedder.bilm.options
-    for d, parts in per_doc.items():
-        if len(parts) == 1:
-            found[d] = parts[0]
-        elif parts:
-            found[d] = numpy.concatenate(parts, axis=1)
-        else:
-            found[d] = numpy.zeros((opts.n_output_layers, 0, opts.output_dim), dtype=numpy.float32)
-        if cache is not None:
-            cache.put(keys[d], found[d])
+    cache = get_doc_cache(model)
+    if cache is None:
+        found = _embed_docs(embedder, keys)
+    else:  # a Doc seen before, or repeated within the batch, is computed once
+        known = {key: hit for key in keys if (hit := cache.get(key)) is not None}
+        missing = [key for key in dict.fromkeys(keys) if key not in known]
+        for key, layers in zip(missing, _embed_docs(embedder, missing)):
+            layers.flags.writeable = False  # shared by every Doc that gets it
+            cache.put(key, layers)
+            known[key] = layers
+        found = [known[key] for key in keys]
     return [model.ops.asarray3f(layers) for layers in found], lambda d_outputs: []
+
+
+def _embed_docs(embedder: Embedder, keys: List[Tuple[Tuple[str, ...], ...]]) -> List[numpy.ndarray]:
+    """``[n_layers, n_tokens, width]`` per Doc, from its windows."""
+    if not keys:
+        return []
+    opts = embedder.bilm.options
+    embedded = embedder.embed([piece for key in keys for piece in key])
+    out, start = [], 0
+    for key in keys:
+        parts = embedded[start : start + len(key)]
+        start += len(key)
+        if len(parts) == 1:
+            out.append(parts[0])
+        elif parts:
+            out.append(numpy.concatenate(parts, axis=1))
+        else:
+            out.append(numpy.zeros((opts.n_output_layers, 0, opts.output_dim), dtype=numpy.float32))
+    return out
 
 
 def _forward_with_grad(model, embedder: Embedder, docs, owners, words):
