@@ -6,22 +6,24 @@ import torch
 
 from .characters import BOS_IDS, EOS_IDS, words_to_ids
 from .model import BiLM
+from .precision import check_mode, current_mode, precision
 
 _BOS, _EOS = 0, 1  # cache keys of the sentence marks: ints, so they never collide with token strings
-CNN_CHUNK = 128  # tokens per character-CNN call: keeps the convolutions in cache
 
 
 class TokenVectorCache:
     """A bounded, exact map from token string to its character-CNN vector.
 
-    Vectors live in one preallocated tensor; when it is full the cache starts afresh. Only valid while
-    the biLM's weights do not change: call :meth:`clear` after every update.
+    Vectors live in one preallocated tensor; when it is full the cache starts afresh, and when the
+    precision mode changes too. Only valid while the biLM's weights do not change: call :meth:`clear`
+    after every update.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.slots: Dict[Hashable, int] = {}
         self.store: torch.Tensor = torch.empty(0)
+        self.mode = current_mode()
 
     def clear(self) -> None:
         self.slots = {}
@@ -31,6 +33,9 @@ class TokenVectorCache:
         width = bilm.options.lstm.projection_dim
         if self.store.shape != (self.capacity, width) or self.store.device != device:
             self.store = torch.empty(self.capacity, width, device=device)
+            self.slots = {}
+        if self.mode != current_mode():
+            self.mode = current_mode()
             self.slots = {}
         missing = [k for k in keys if k not in self.slots]
         if len(missing) > self.capacity:
@@ -57,8 +62,7 @@ def _char_ids(keys: Sequence[Hashable]) -> numpy.ndarray:
 
 
 def _encode(bilm: BiLM, keys: Sequence[Hashable], device: torch.device) -> torch.Tensor:
-    ids = torch.from_numpy(_char_ids(keys)).to(device)
-    return torch.cat([bilm.encode_tokens(ids[i : i + CNN_CHUNK]) for i in range(0, len(keys), CNN_CHUNK)])
+    return bilm.encode_tokens(torch.from_numpy(_char_ids(keys)).to(device))
 
 
 def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> List[List[int]]:
@@ -85,12 +89,18 @@ class Embedder:
     Sentences are wrapped in the sentence marks, batched by a padded-token budget and sorted by length;
     the marks are dropped from what is returned. Outputs do not depend on batch-mates: the biLM is
     stateless and padding is masked.
+
+    ``precision``: "exact" (float32, the default) or "fast" (bfloat16 products, inference only; see
+    :mod:`.precision`). :meth:`embed` and :meth:`batch_layers` run in it.
     """
 
-    def __init__(self, bilm: BiLM, max_batch_tokens: int = 4096, cache_size: int = 50_000) -> None:
+    def __init__(
+        self, bilm: BiLM, max_batch_tokens: int = 4096, cache_size: int = 50_000, precision: str = "exact"
+    ) -> None:
         self.bilm = bilm
         self.max_batch_tokens = max_batch_tokens
         self.cache = TokenVectorCache(cache_size)
+        self.precision = check_mode(precision)
 
     @property
     def device(self) -> torch.device:
@@ -101,6 +111,10 @@ class Embedder:
 
         The token-vector cache is used only when gradients are off.
         """
+        with precision(self.precision):
+            return self._batch_layers(sentences)
+
+    def _batch_layers(self, sentences: Sequence[Sequence[str]]) -> Tuple[torch.Tensor, torch.Tensor]:
         device = self.device
         keys: Dict[Hashable, int] = {_BOS: 0, _EOS: 1}
         rows = [[keys.setdefault(w, len(keys)) for w in sent] for sent in sentences]

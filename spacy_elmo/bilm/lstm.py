@@ -1,9 +1,13 @@
 """Both directions of the biLM's LSTM stack, with projection, cell clip, projection clip and skips.
 
 Weights keep TensorFlow's layout (``x @ W``, gate order i, j, f, o, forget bias +1 added at run time)
-so that the published files map onto them one to one. The two directions run together: the backward
-direction reads each sequence reversed within its own length, so both see left-aligned sequences, and
-every step is one batched matrix multiply for both. Steps only compute the sequences still running.
+so that the published files map onto them one to one. The backward direction reads each sequence
+reversed within its own length, so both directions see left-aligned sequences sorted by length, and
+steps only compute the sequences still running.
+
+With autograd on, both directions run together, one batched multiply per step. Without (inference)
+the loop runs per direction on oneDNN products (see :mod:`.precision`), with the input products of
+``TIME_CHUNK`` steps in one multiply and the gates updated in place: fewer, larger operations.
 """
 from typing import List, Sequence
 
@@ -12,6 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .options import LSTMOptions
+from .precision import WeightCache, ieee_fp32, inference_dtype, linear, linear_add, needs_grad
+
+TIME_CHUNK = 16  # steps whose input products are computed together at inference
 
 
 class BiLSTMLayer(nn.Module):
@@ -27,13 +34,23 @@ class BiLSTMLayer(nn.Module):
         forget = torch.zeros(4 * cells)
         forget[2 * cells : 3 * cells] = 1.0
         self.register_buffer("forget_bias", forget, persistent=False)
+        self._weights = WeightCache()
         self.cell_clip = options.cell_clip
         self.proj_clip = options.proj_clip
         for weight in (self.weight_ih, self.weight_hh, self.weight_proj):
             nn.init.uniform_(weight, -(cells**-0.5), cells**-0.5)
 
     def forward(self, x: torch.Tensor, batch_sizes: Sequence[int]) -> torch.Tensor:
-        """``x``: ``[2, B, T, D]`` left-aligned, rows sorted by length; returns ``[2, B, T, P]``."""
+        """``x``: ``[2, B, T, D]`` left-aligned, rows sorted by length; returns ``[2, B, T, P]``.
+
+        Without autograd (inference) the loop runs in place on preallocated buffers, in the mode of
+        :mod:`.precision`; with autograd it is the plain differentiable loop, always exact.
+        """
+        if needs_grad(x, *self.parameters()):
+            return self._forward_autograd(x, batch_sizes)
+        return self._forward_inference(x, batch_sizes, inference_dtype())
+
+    def _forward_autograd(self, x: torch.Tensor, batch_sizes: Sequence[int]) -> torch.Tensor:
         _, batch, steps, dim = x.shape
         cells = self.weight_hh.shape[-1] // 4
         bias = (self.bias + self.forget_bias).unsqueeze(1)
@@ -54,6 +71,48 @@ class BiLSTMLayer(nn.Module):
                 h = h.clamp(-self.proj_clip, self.proj_clip)
             outputs.append(F.pad(h, (0, 0, 0, batch - active)) if active < batch else h)
         return torch.stack(outputs, dim=2)
+
+    def _forward_inference(self, x: torch.Tensor, batch_sizes: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+        _, batch, steps, dim = x.shape
+        cells, proj = self.weight_proj.shape[1:]
+        w_ih, w_hh, w_proj, bias = self._inference_weights(dtype)
+        xt = x.transpose(1, 2).to(dtype)  # [2, T, B, D] time-major: a step's rows are contiguous
+        out = x.new_zeros(2, steps, batch, proj)
+        for d in range(2):
+            h = x.new_zeros(batch, proj, dtype=dtype)
+            c = x.new_zeros(batch, cells)
+            for t0 in range(0, steps, TIME_CHUNK):
+                rows, t1 = batch_sizes[t0], min(t0 + TIME_CHUNK, steps)
+                gates_x = linear(xt[d, t0:t1, :rows].reshape(-1, dim), w_ih[d], bias[d]).view(t1 - t0, rows, -1)
+                for t in range(t0, t1):
+                    active = batch_sizes[t]
+                    gates = linear_add(h[:active], w_hh[d], gates_x[t - t0, :active]).float()
+                    sig = torch.sigmoid(gates)  # the j block is wasted: one operation instead of three
+                    c = c[:active].mul_(sig[:, 2 * cells : 3 * cells])
+                    c.addcmul_(sig[:, :cells], torch.tanh(gates[:, cells : 2 * cells]))
+                    if self.cell_clip:
+                        c.clamp_(-self.cell_clip, self.cell_clip)
+                    hidden = torch.tanh(c).mul_(sig[:, 3 * cells :])
+                    h_out = linear(hidden.to(dtype), w_proj[d]).float()
+                    if self.proj_clip:
+                        h_out.clamp_(-self.proj_clip, self.proj_clip)
+                    out[d, t, :active] = h_out
+                    h = h_out.to(dtype)
+        return out.transpose(1, 2)
+
+    def _inference_weights(self, dtype: torch.dtype):
+        """Per direction: ``[out, in]`` views (float32) or copies (``dtype``) of the three weights, and
+        the input bias with the forget bias added."""
+        params = [self.weight_ih, self.weight_hh, self.weight_proj, self.bias]
+
+        def build():
+            def per_direction(w: torch.Tensor) -> List[torch.Tensor]:
+                return [w[d].t() if dtype == torch.float32 else w[d].t().contiguous().to(dtype) for d in range(2)]
+
+            bias = [(self.bias[d] + self.forget_bias).to(dtype) for d in range(2)]
+            return per_direction(self.weight_ih), per_direction(self.weight_hh), per_direction(self.weight_proj), bias
+
+        return self._weights.get(dtype, params, build)
 
 
 class BiLSTM(nn.Module):
@@ -80,14 +139,15 @@ class BiLSTM(nn.Module):
         mask = mask.unsqueeze(-1).to(tokens.dtype)
         unsort = torch.argsort(order_dev)
         results: List[torch.Tensor] = []
-        for index, layer in enumerate(self.layers):
-            inputs = F.dropout(x, self.dropout, self.training) if self.dropout else x
-            out = layer(inputs, batch_sizes)
-            if index > 0 and self.options.use_skip_connections:
-                out = out + x
-            x = out
-            both = torch.cat([out[0], _gather_time(out[1], reverse)], dim=-1) * mask
-            results.append(both.index_select(0, unsort))
+        with ieee_fp32():
+            for index, layer in enumerate(self.layers):
+                inputs = F.dropout(x, self.dropout, self.training) if self.dropout else x
+                out = layer(inputs, batch_sizes)
+                if index > 0 and self.options.use_skip_connections:
+                    out = out + x
+                x = out
+                both = torch.cat([out[0], _gather_time(out[1], reverse)], dim=-1) * mask
+                results.append(both.index_select(0, unsort))
         return results
 
 
