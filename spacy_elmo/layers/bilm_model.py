@@ -18,7 +18,8 @@ from .listener import replace_listener, replacement_config
 
 _EMBEDDERS: "weakref.WeakKeyDictionary[BiLM, Embedder]" = weakref.WeakKeyDictionary()
 _DOC_CACHES: "weakref.WeakKeyDictionary[BiLM, DocLayerCache]" = weakref.WeakKeyDictionary()
-DEFAULT_ATTRS = {"window": 128, "max_batch_tokens": 4096, "cache_size": 50_000, "doc_cache_size": 100_000, "frozen": True}
+DEFAULT_ATTRS = {"window": 128, "max_batch_tokens": 4096, "cache_size": 50_000, "doc_cache_size": 100_000, "frozen": True,
+                 "precision": "exact"}
 
 
 @registry.architectures("spacy-elmo.BiLM.v1")
@@ -73,6 +74,7 @@ def get_embedder(model: Model) -> Embedder:
     if embedder is None:
         embedder = _EMBEDDERS[bilm] = Embedder(bilm, cache_size=model.attrs["cache_size"])
     embedder.max_batch_tokens = model.attrs["max_batch_tokens"]
+    embedder.precision = model.attrs.get("precision", "exact")  # "exact" | "fast": spacy_elmo.bilm.precision
     return embedder
 
 

@@ -16,6 +16,7 @@ from thinc.api import Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d
 
 from ..bilm.model import BiLM
+from ..bilm.precision import MODES
 from ..io import bilm_from_bytes, bilm_to_bytes, load_bilm, load_native, save_native
 from ..layers.bilm_model import get_bilm, get_embedder, has_bilm, set_bilm
 from .doc_data import DATA_ATTR, ElmoDocData, install_extensions
@@ -37,6 +38,7 @@ DEFAULT_CONFIG = {
     "gamma": 1.0,
     "set_tensor": False,
     "frozen": True,
+    "precision": "exact",
 }
 
 
@@ -57,6 +59,7 @@ def make_elmo(
     gamma: float,
     set_tensor: bool,
     frozen: bool,
+    precision: str,
 ) -> "ElmoComponent":
     """ELMo over Doc tokens.
 
@@ -74,11 +77,12 @@ def make_elmo(
         "weighted" by ``mix_weights`` (normalised to sum 1); ``gamma`` scales every mix but "all".
     set_tensor: also write the mixed vectors to ``doc.tensor`` (``token.vector``, ``similarity``).
     frozen: the biLM weights are never updated in training.
+    precision: "exact" (float32) or "fast" (bfloat16 products at inference; see spacy_elmo.bilm.precision).
     """
     return ElmoComponent(
         nlp.vocab, model, name=name, weights=weights, options=options, max_batch_tokens=max_batch_tokens,
         window=window, cache_size=cache_size, doc_cache_size=doc_cache_size, device=device, mix=mix,
-        mix_weights=mix_weights, gamma=gamma, set_tensor=set_tensor, frozen=frozen,
+        mix_weights=mix_weights, gamma=gamma, set_tensor=set_tensor, frozen=frozen, precision=precision,
     )
 
 
@@ -109,6 +113,7 @@ class ElmoComponent(TrainablePipe):
         gamma: float = 1.0,
         set_tensor: bool = False,
         frozen: bool = True,
+        precision: str = "exact",
     ) -> None:
         if mix not in MIXES:
             raise ValueError(f"elmo: mix must be one of {MIXES}, got {mix!r}")
@@ -118,6 +123,8 @@ class ElmoComponent(TrainablePipe):
             raise ValueError("elmo: max_batch_tokens and window must be positive")
         if cache_size < 0 or doc_cache_size < 0:
             raise ValueError("elmo: cache_size and doc_cache_size must be 0 (off) or positive")
+        if precision not in MODES:
+            raise ValueError(f"elmo: precision must be one of {MODES}, got {precision!r}")
         install_extensions()
         self.vocab = vocab
         self.model = model
@@ -127,10 +134,11 @@ class ElmoComponent(TrainablePipe):
             "weights": weights, "options": options, "max_batch_tokens": max_batch_tokens, "window": window,
             "cache_size": cache_size, "doc_cache_size": doc_cache_size, "device": device, "mix": mix,
             "mix_weights": mix_weights, "gamma": gamma, "set_tensor": set_tensor, "frozen": frozen,
+            "precision": precision,
         }
         model.attrs.update(
             window=window, max_batch_tokens=max_batch_tokens, cache_size=cache_size, doc_cache_size=doc_cache_size,
-            frozen=frozen,
+            frozen=frozen, precision=precision,
         )
         self._pid = os.getpid()
         if has_bilm(model):
