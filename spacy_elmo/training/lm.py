@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..bilm.embedder import CNN_CHUNK
 from ..bilm.model import BiLM
+from .recurrent import bilstm_top
 from .softmax import make_softmax
 
 
@@ -31,8 +31,8 @@ class BiLMLanguageModel(nn.Module):
         self, char_ids: torch.Tensor, index: torch.Tensor, word_ids: torch.Tensor, lengths: torch.Tensor
     ) -> torch.Tensor:
         """Summed negative log likelihoods ``[forward, backward]`` of the batch (see :class:`Batch`)."""
-        vectors = torch.cat([self.bilm.encode_tokens(char_ids[i : i + CNN_CHUNK]) for i in range(0, len(char_ids), CNN_CHUNK)])
-        top = self.bilm.lstm(vectors[index], lengths)[-1]
+        vectors = self.bilm.encode_tokens(char_ids)
+        top = bilstm_top(self.bilm.lstm, vectors[index], lengths)
         if self.dropout:
             top = F.dropout(top, self.dropout, self.training)
         width = top.shape[-1] // 2

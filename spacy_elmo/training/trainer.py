@@ -145,8 +145,6 @@ def _initial_model(
 ) -> Tuple[BiLM, Optional[Path]]:
     """A fresh biLM from ``options``, or one loaded from ``init_weights`` (and the head's dir, if any)."""
     if init_weights is None:
-        if options is None:
-            raise ValueError("Give an options file (--options) or weights to continue from (--init-weights)")
         return BiLM(options), None
     bilm = load_bilm(init_weights, init_options)
     if options is not None and (options.char_cnn, options.lstm) != (bilm.options.char_cnn, bilm.options.lstm):
@@ -182,6 +180,8 @@ def pretrain(
 ) -> Dict[str, Any]:
     """Train (or continue training) a biLM on raw text; returns a summary of the run."""
     config.check()
+    if not resume and options is None and init_weights is None:
+        raise ValueError("Give an options file (--options) or weights to continue from (--init-weights)")
     ctx = distributed.setup(device)
     try:
         return _pretrain(ctx, texts, Path(output), config, options, init_weights, init_options, dev_texts, resume)

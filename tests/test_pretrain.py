@@ -1,0 +1,299 @@
+"""biLM pretraining: input handling, vocabulary, batches, the LM objective, continue training, export."""
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import reference_math as R
+from spacy_elmo.bilm import BiLMOptions
+from spacy_elmo.cli import app
+from spacy_elmo.io import load_bilm, load_hdf5, load_native
+from spacy_elmo.training import PretrainConfig, evaluate, load_lm, pretrain
+from spacy_elmo.training.batches import BatchStream, Position, plan, shard, tensorize, CharIdCache
+from spacy_elmo.training.corpus import MAX_LINE_BYTES, CorpusStats, Tokenizer, check_paths, read_items
+from spacy_elmo.training.recurrent import bilstm_top
+from spacy_elmo.training.scan import scan, unigram_perplexity
+from spacy_elmo.training.vocab import Vocab
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "bilm_tiny.json"
+GRAMMAR = [["the", "a"], ["big", "small", "red", ""], ["cat", "dog", "tree", "mat"], ["sat", "ran", "slept"],
+           ["on", "under", "near"], ["the", "a"], ["mat", "tree", "roof"], [".", "!"]]
+
+
+def synthetic_text(n_lines: int, seed: int = 0) -> str:
+    """Sentences with structure a biLM can learn: determiner, adjective, noun, verb, preposition, ..."""
+    rng = numpy.random.default_rng(seed)
+    lines = [" ".join(w for slot in GRAMMAR if (w := slot[int(rng.integers(len(slot)))])) for _ in range(n_lines)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "train.txt"
+    path.write_text(synthetic_text(400))
+    return path
+
+
+def run(texts, output, config, **kwargs):
+    """:func:`pretrain` with the tiny architecture unless weights to continue from are given."""
+    if "init_weights" not in kwargs and not kwargs.get("resume"):
+        kwargs.setdefault("options", BiLMOptions.from_file(TINY))
+    return pretrain(texts, output, config, **kwargs)
+
+
+def small_config(**overrides) -> PretrainConfig:
+    settings = dict(max_steps=3, batch_tokens=256, max_length=30, vocab_size=100, min_count=1, warmup_steps=2,
+                    heldout=0.05, eval_every=100, checkpoint_every=100, log_every=1, dropout=0.1)
+    settings.update(overrides)
+    return PretrainConfig(**settings)
+
+
+def said(result) -> str:
+    """CLI output with wasabi's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def losses(output: Path):
+    return [r["loss"] for r in map(json.loads, (output / "log.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+# input handling ---------------------------------------------------------------------------------------------
+
+def test_empty_file_is_a_clear_error(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.txt is empty"):
+        check_paths([empty])
+    result = CliRunner().invoke(app, ["pretrain", str(empty), "-c", str(TINY), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "is empty" in said(result)
+
+
+def random_bytes(n: int) -> bytes:
+    data = numpy.random.default_rng(0).integers(0, 256, n, dtype=numpy.uint8)
+    data[data == 10] = 0  # one binary "line"
+    return bytes(data)
+
+
+@pytest.mark.parametrize("content", [b"\n\n   \n\t\n" * 50, random_bytes(50_000)], ids=["blank", "binary"])
+def test_file_without_text_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"bad.txt has no usable text \(\d+ lines skipped\)"):
+        scan([path], Tokenizer("en", 50), 0.0)
+    result = CliRunner().invoke(app, ["pretrain", str(path), "-c", str(TINY), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "has no usable text" in said(result)
+
+
+def test_bad_lines_are_skipped_or_cut_with_counts(tmp_path):
+    good = synthetic_text(30).encode()
+    huge = b"word " * (1_000_000 // 5)  # a 1 MB line
+    garbage = bytes([0xFF, 0xFE, 0x80, 0x81]) * 20 + b"\n"
+    content = good + b"   \n" + garbage + b"nul\x00inside\n" + huge + b"\n" + good
+    path = tmp_path / "mixed.txt"
+    path.write_bytes(content)
+    stats = CorpusStats()
+    texts = [t for _, t in read_items(path, 0, stats)]
+    assert stats.lines == 61 and stats.blank == 1 and stats.undecodable == 1 and stats.binary == 1 and stats.cut == 1
+    assert max(len(t.encode()) for t in texts) <= MAX_LINE_BYTES
+    data = scan([path], Tokenizer("en", 30), 0.0)
+    assert data.stats.cut == 1 and data.stats.skipped == 3
+    summary = run([path], tmp_path / "out", small_config(max_steps=2, heldout=0.0))
+    assert summary["step"] == 2 and summary["text"]["cut"] == 1
+
+
+def test_jsonl_and_spacy_inputs(tmp_path):
+    import spacy
+    from spacy.tokens import DocBin
+
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text('{"text": "The cat sat."}\nnot json\n{"title": "no text"}\n{"text": "  "}\n{"text": "A dog ran!"}\n')
+    stats = CorpusStats()
+    assert [t for _, t in read_items(jsonl, 0, stats)] == ["The cat sat.", "A dog ran!"]
+    assert stats.bad_json == 2 and stats.blank == 1
+    nlp = spacy.blank("en")
+    db = DocBin(docs=[nlp("Red mat  under tree."), nlp("Big dog")])
+    db.to_disk(tmp_path / "b.spacy")
+    items = [i for _, i in read_items(tmp_path / "b.spacy", 0, CorpusStats())]
+    assert items == [["Red", "mat", "under", "tree", "."], ["Big", "dog"]]
+    assert Tokenizer("en", 3)(["The cat sat on the mat.", ["Big", "dog"]]) == [
+        ["The", "cat", "sat"], ["on", "the", "mat"], ["."], ["Big", "dog"]]
+
+
+# vocabulary and batches -------------------------------------------------------------------------------------
+
+def test_vocab_build_counts_and_file(tmp_path):
+    counts = Counter({"b": 5, "a": 5, "c": 2, "d": 1})
+    vocab = Vocab.build(counts, n_sequences=4, size=5, min_count=2)
+    assert vocab.tokens == ["<S>", "</S>", "<UNK>", "a", "b"]
+    assert vocab.counts == [4, 4, 3, 5, 5]  # c and d are unknown
+    assert vocab.ids(["a", "zzz", "b"]) == [3, 2, 4]
+    assert math.isclose(sum(math.exp(p) for p in vocab.unigram_log_probs()), 1.0)
+    vocab.to_file(tmp_path / "vocab.txt")
+    assert Vocab.from_file(tmp_path / "vocab.txt") == vocab
+    (tmp_path / "bad.txt").write_text("a\nb\n")
+    with pytest.raises(ValueError, match="lacks the special tokens"):
+        Vocab.from_file(tmp_path / "bad.txt")
+    # unigram perplexity by hand: targets a, <UNK>, </S>; add-one over 5 types, total 21 + 5
+    expected = math.exp(-(math.log(6 / 26) + math.log(4 / 26) + math.log(5 / 26)) / 3)
+    assert math.isclose(unigram_perplexity(vocab, [["a", "zzz"]]), expected)
+
+
+def test_plan_and_shard_cover_every_sequence_within_budget():
+    rng = numpy.random.default_rng(0)
+    seqs = [["w"] * int(n) for n in rng.integers(1, 30, 300)]
+    batches = plan(seqs, 128, numpy.random.default_rng(1))
+    assert sorted(len(s) for b in batches for s in b) == sorted(len(s) for s in seqs)
+    assert all(len(b) == 1 or (max(len(s) for s in b) + 2) * len(b) <= 128 for b in batches)
+    batch = batches[0]
+    assert sorted(map(id, shard(batch, 0, 2) + shard(batch, 1, 2))) == sorted(map(id, batch))
+
+
+def test_batch_stream_resumes_at_any_position(corpus):
+    stream = BatchStream([corpus, corpus], Tokenizer("en", 30), 128, seed=3, heldout=0.1, chunk_items=50)
+    run = stream.start(Position())
+    first = [next(run) for _ in range(40)]  # crosses chunks, files and an epoch
+    assert len({p.epoch for p, _ in first}) >= 1 and len({(p.file, p.offset) for p, _ in first}) > 3
+    position, _ = first[16]
+    resumed = stream.start(position)
+    assert [next(resumed) for _ in range(23)] == first[17:]
+
+
+def test_tensorize_targets():
+    vocab = Vocab.build(Counter("a b b c".split()), 2, 10, 1)
+    batch = tensorize([["b", "a"], ["c"]], vocab, CharIdCache())
+    b, a, c = vocab.ids(["b", "a", "c"])
+    assert batch.word_ids.tolist() == [[0, b, a, 1], [0, c, 1, 1]]
+    assert batch.lengths.tolist() == [4, 3] and batch.n_targets == 5
+    assert batch.index.tolist() == [[0, 2, 3, 1], [0, 4, 1, 1]] and batch.char_ids.shape == (5, 50)
+
+
+# the objective ----------------------------------------------------------------------------------------------
+
+def test_training_bilstm_equals_the_package_bilstm():
+    from spacy_elmo.bilm import BiLM, preset
+
+    torch.manual_seed(0)
+    bilm = BiLM(preset("tiny"))
+    x = torch.randn(4, 7, 16, requires_grad=True)
+    lengths = torch.tensor([3, 7, 1, 5])
+    ours, theirs = bilstm_top(bilm.lstm, x, lengths), bilm.lstm(x, lengths)[-1]
+    assert torch.equal(ours, theirs)
+    assert torch.equal(*(torch.autograd.grad(out.pow(2).sum(), x)[0] for out in (ours, theirs)))
+
+
+def test_lm_loss_matches_independent_math(tiny_files, tiny_opts, tiny_arrays):
+    from spacy_elmo.training.lm import BiLMLanguageModel
+
+    sentences = [["the", "cat", "sat", "zebra"], ["a", "dog"]]
+    vocab = Vocab.build(Counter(w for s in sentences for w in s if w != "zebra"), 2, 20, 1)
+    lm = BiLMLanguageModel(load_hdf5(*tiny_files), len(vocab), [3]).eval()
+    batch = tensorize(sentences, vocab, CharIdCache())
+    with torch.no_grad():
+        nll = lm(batch.char_ids, batch.index, batch.word_ids, batch.lengths).double()
+    expected = numpy.zeros(2)
+    for words in sentences:
+        x = R.token_vectors(tiny_arrays, tiny_opts, [256, *words, 257])
+        fwd = R.lstm_direction(tiny_arrays, tiny_opts, x, 0)[-1]
+        bwd = R.lstm_direction(tiny_arrays, tiny_opts, x, 1)[-1]
+        ids = [vocab.bos, *vocab.ids(words), vocab.eos]
+        with torch.no_grad():
+            lp_f = lm.softmax.log_prob(torch.tensor(fwd[:-1], dtype=torch.float32)).double().numpy()
+            lp_b = lm.softmax.log_prob(torch.tensor(bwd[1:].copy(), dtype=torch.float32)).double().numpy()
+        expected[0] -= sum(lp_f[t, ids[t + 1]] for t in range(len(ids) - 1))
+        expected[1] -= sum(lp_b[t, ids[t]] for t in range(len(ids) - 1))
+    numpy.testing.assert_allclose(nll.numpy(), expected, rtol=1e-5)
+
+
+def test_same_seed_same_run_and_loss_falls(corpus, tmp_path):
+    torch.set_num_threads(1)
+    config = small_config(max_steps=3)
+    run([corpus], tmp_path / "a", config)
+    run([corpus], tmp_path / "b", config)
+    run([corpus], tmp_path / "c", small_config(max_steps=3, seed=1))
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    assert losses(tmp_path / "a") != losses(tmp_path / "c")
+    long = run([corpus], tmp_path / "d", small_config(max_steps=40, learning_rate=1e-2, eval_every=40))
+    assert long["dev"]["ppl"] < 0.7 * long["unigram_ppl"]
+    with pytest.raises(ValueError, match="already holds a run"):
+        run([corpus], tmp_path / "a", config)
+    with pytest.raises(ValueError, match=r"differ from the checkpoint's: \['seed'\]"):
+        run([corpus], tmp_path / "a", small_config(max_steps=4, seed=5), resume=True)
+
+
+# outputs: evaluate, export, continue training ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("trained")
+    run([corpus], output, small_config(max_steps=4))
+    return output
+
+
+def test_output_dir_is_a_native_bilm_for_the_elmo_factory(trained, corpus):
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"weights": str(trained)})
+    doc = nlp("the cat sat on the mat")
+    assert doc._.elmo_data.layers.shape == (3, 6, 32) and doc[0]._.elmo.shape == (32,)
+    from spacy_elmo.pipeline.loaders import bilm_loader
+
+    assert all(torch.equal(a, b) for a, b in zip(bilm_loader(str(trained))().state_dict().values(),
+                                                  load_native(trained).state_dict().values()))
+
+
+def test_evaluate_cli_reports_three_perplexities(trained, corpus):
+    result = CliRunner().invoke(app, ["evaluate", str(trained), str(corpus), "--max-sequences", "50"])
+    assert result.exit_code == 0, result.output
+    lm, vocab, head = load_lm(trained)
+    seqs = Tokenizer(head["lang"], head["max_length"])([t for _, t in read_items(corpus, 0, CorpusStats())])[:50]
+    expected = evaluate(lm, vocab, seqs, 4096, torch.device("cpu"))
+    assert math.isclose(expected["ppl"], math.sqrt(expected["fwd_ppl"] * expected["bwd_ppl"]), rel_tol=1e-9)
+    for name in ("fwd_ppl", "bwd_ppl", "ppl"):
+        assert f"{expected[name]:.2f}" in said(result)
+
+
+def test_export_then_load_gives_identical_outputs(trained, tmp_path):
+    import spacy
+
+    result = CliRunner().invoke(app, ["export", str(trained), str(tmp_path / "export")])
+    assert result.exit_code == 0, result.output
+    options, weights = tmp_path / "export" / "options.json", tmp_path / "export" / "weights.hdf5"
+    native, published = load_native(trained), load_bilm(weights, options)
+    for (name, a), b in zip(native.state_dict().items(), published.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert json.loads(options.read_text())["n_tokens_vocab"] == len(Vocab.from_file(trained / "vocab.txt"))
+    docs = []
+    for config in ({"weights": str(trained)}, {"weights": str(weights), "options": str(options)}):
+        nlp = spacy.blank("en")
+        nlp.add_pipe("elmo", config={**config, "mix": "all"})
+        docs.append(nlp("A small red dog ran under the big tree !"))
+    numpy.testing.assert_array_equal(docs[0]._.elmo, docs[1]._.elmo)
+
+
+def test_continue_training_a_published_bilm(tiny_files, tiny_arrays, corpus, tmp_path):
+    options, weights = tiny_files
+    # learning rate 0: the weights go through training and export unchanged
+    run([corpus], tmp_path / "same", small_config(max_steps=1, learning_rate=0.0),
+             init_weights=weights, init_options=options)
+    CliRunner().invoke(app, ["export", str(tmp_path / "same"), str(tmp_path / "exp")])
+    import h5py
+
+    with h5py.File(tmp_path / "exp" / "weights.hdf5", "r") as f:
+        for name, value in tiny_arrays.items():
+            numpy.testing.assert_array_equal(f[name][...], value, err_msg=name)
+    # continuing from a pretrain output keeps its vocabulary and LM head
+    summary = run([corpus], tmp_path / "more", small_config(max_steps=2, vocab_size=50),
+                       init_weights=tmp_path / "same")
+    assert Vocab.from_file(tmp_path / "more" / "vocab.txt") == Vocab.from_file(tmp_path / "same" / "vocab.txt")
+    assert summary["step"] == 2
+    with pytest.raises(ValueError, match="does not match the architecture"):
+        from spacy_elmo.bilm import preset
+
+        run([corpus], tmp_path / "x", small_config(), options=preset("small"), init_weights=tmp_path / "same")
