@@ -10,13 +10,15 @@ from spacy.util import registry
 
 
 @registry.loggers("spacy-elmo.JSONLLogger.v1")
-def jsonl_logger(path: str, progress_bar: Optional[str] = None) -> Callable:
-    """Console table as ``spacy.ConsoleLogger.v3`` prints it, plus ``path`` with one JSON object per
-    evaluation: step, epoch, score, per-metric scores, losses, seconds and words seen."""
+def jsonl_logger(path: Optional[str] = None, progress_bar: Optional[str] = None) -> Callable:
+    """Console table as ``spacy.ConsoleLogger.v3`` prints it, plus (when ``path`` is set) one JSON object
+    per evaluation in ``path``: step, epoch, score, per-metric scores, losses, seconds and words seen."""
     console = registry.loggers.get("spacy.ConsoleLogger.v3")(progress_bar=progress_bar)
 
     def setup(nlp: Language, stdout: IO = sys.stdout, stderr: IO = sys.stderr) -> Tuple[Callable, Callable]:
         log_console, finalize_console = console(nlp, stdout, stderr)
+        if path is None:
+            return log_console, finalize_console
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
         stream = out.open("w", encoding="utf8")
