@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-TEXT_SUFFIXES = (".txt", ".text", ".raw")
 JSONL_SUFFIXES = (".jsonl",)
 SPACY_SUFFIXES = (".spacy",)
 MAX_LINE_BYTES = 100_000

@@ -1,0 +1,86 @@
+"""Pretraining across processes: SIGKILL and resume, and 2-process gloo DistributedDataParallel."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_pretrain import TINY, synthetic_text
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = ["--max-length", "30", "--vocab-size", "100", "--min-count", "1", "--warmup-steps", "5", "--log-every", "1",
+          "--eval-every", "1000", "--threads", "1", "-c", str(TINY)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "train.txt"
+    path.write_text(synthetic_text(2000))
+    return path
+
+
+def command(*args: str):
+    return [sys.executable, "-m", "spacy_elmo", "pretrain", *args, *COMMON]
+
+
+def env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def log_losses(output: Path):
+    records = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+def logged_steps(output: Path) -> int:
+    try:
+        return len((output / "log.jsonl").read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def test_sigkill_then_resume_gives_the_same_losses(corpus, tmp_path):
+    args = [str(corpus), "--max-steps", "80", "--checkpoint-every", "10", "-b", "512"]
+    subprocess.run(command(*args, "-o", str(tmp_path / "whole")), check=True, env=env(), capture_output=True, timeout=300)
+    proc = subprocess.Popen(command(*args, "-o", str(tmp_path / "killed")), env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while logged_steps(tmp_path / "killed") < 25 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = max(log_losses(tmp_path / "killed"))
+    assert killed_at < 80
+    resumed = subprocess.run(command(*args, "-o", str(tmp_path / "killed"), "--resume"), env=env(),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    start = int(resumed.stdout.split("Resuming at step ")[1].split()[0])
+    assert 0 < start <= killed_at and start % 10 == 0
+    whole, after = log_losses(tmp_path / "whole"), log_losses(tmp_path / "killed")
+    lines = (tmp_path / "killed" / "log.jsonl").read_text().splitlines()
+    assert sorted(after) == list(range(1, 81)) and len(lines) == 80  # the killed run's extra steps trimmed
+    assert after == whole  # bit for bit, before and after the kill
+
+
+def test_two_process_gloo_ddp_matches_one_process(corpus, tmp_path):
+    args = [str(corpus), "--max-steps", "4", "--dropout", "0", "--checkpoint-every", "1000"]
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "spacy_elmo",
+         "pretrain", *args, *COMMON, "-b", "256", "-o", str(tmp_path / "ddp")],
+        env=env(), capture_output=True, text=True, timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "2 process(es)" in ddp.stdout
+    single = subprocess.run(command(*args, "-b", "512", "-o", str(tmp_path / "one")), env=env(),
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    two, one = log_losses(tmp_path / "ddp"), log_losses(tmp_path / "one")
+    assert sorted(two) == sorted(one) == [1, 2, 3, 4]
+    for step in one:
+        assert two[step] == pytest.approx(one[step], rel=1e-5, abs=1e-6)
+    assert one[4] != one[1]  # the steps really trained
