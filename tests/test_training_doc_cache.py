@@ -74,11 +74,18 @@ def test_no_cache_when_fine_tuning(tiny_files):
     assert get_doc_cache(nlp.get_pipe("elmo").model) is None
 
 
-def test_training_epochs_after_the_first_do_not_run_the_bilm(tmp_path, tiny_files, embedded):
+def test_initialize_fills_the_cache_and_training_does_not_rerun_the_bilm(tmp_path, tiny_files, embedded):
     nlp = build("ner_elmo", tmp_path, tiny_files)
-    before = sum(embedded)
+    assert sum(embedded) == 8  # the training sentences, in full-size biLM batches
+    train_steps(nlp, 3)
+    assert sum(embedded) == 8
+
+
+@pytest.mark.parametrize("size,expected", [(0, 0), (20, 3)])
+def test_initialize_warms_the_cache_within_its_bound(tmp_path, tiny_files, embedded, size, expected):
+    nlp = build("ner_elmo", tmp_path, tiny_files, **{"components.elmo.doc_cache_size": size})
+    assert sum(embedded) == expected  # 5 + 7 + 6 tokens fit in 20, the next 5 do not
     train_steps(nlp, 1)
-    first_epoch = sum(embedded) - before
-    assert first_epoch == 8  # the training sentences
-    train_steps(nlp, 4)
-    assert sum(embedded) - before == first_epoch
+    assert sum(embedded) == 8  # the rest are computed in training
+    cache = get_doc_cache(nlp.get_pipe("elmo").model)
+    assert cache is None if size == 0 else cache.n_tokens <= size

@@ -18,7 +18,7 @@ from thinc.types import Floats3d
 from ..bilm.model import BiLM
 from ..bilm.precision import MODES
 from ..io import bilm_from_bytes, bilm_to_bytes, load_bilm, load_native, save_native
-from ..layers.bilm_model import get_bilm, get_embedder, has_bilm, set_bilm
+from ..layers.bilm_model import get_bilm, get_doc_cache, get_embedder, has_bilm, set_bilm
 from .doc_data import DATA_ATTR, ElmoDocData, install_extensions
 
 MIXES = ("average", "top", "all", "weighted")
@@ -310,12 +310,35 @@ class ElmoComponent(TrainablePipe):
     ) -> None:
         """Load the weights: from ``loader`` when given (``[initialize.components.elmo]``), else from the
         component's ``weights`` / ``options``; a biLM already present is kept when neither is given.
-        Then check that every listener expects the biLM's layer shapes."""
+        Then check that every listener expects the biLM's layer shapes, and, for a frozen biLM with
+        listeners, fill the Doc cache with the training Docs in full-size biLM batches."""
         if loader is not None:
             self._install(loader())
         else:
             self._ensure_bilm()
         self._check_listeners()
+        if get_examples is not None and self.listener_map:
+            self._warm_doc_cache(get_examples)
+
+    def _warm_doc_cache(self, get_examples: Callable[[], Iterable[Example]]) -> None:
+        """Training batches are small for the biLM; running it here on large batches makes the first
+        epoch as cheap as the others."""
+        cache = get_doc_cache(self.model)
+        if cache is None:
+            return
+        chunk = 4 * self.cfg["max_batch_tokens"]
+        docs: List[Doc] = []
+        n_tokens = 0
+        for eg in get_examples():
+            if cache.n_tokens + n_tokens + len(eg.predicted) > cache.max_tokens:
+                break
+            docs.append(eg.predicted)
+            n_tokens += len(eg.predicted)
+            if n_tokens >= chunk:
+                self.model.predict(docs)
+                docs, n_tokens = [], 0
+        if docs:
+            self.model.predict(docs)
 
     def _check_listeners(self) -> None:
         opts = self.bilm.options
