@@ -21,7 +21,7 @@ def test_project_all_on_a_tiny_slice(tmp_path):
         shutil.copytree(ROOT / folder, project / folder)
     small = {
         "shared_data": str(SHARED_DATA), "bilm_options": "configs/bilm_tiny.json", "pretrain_steps": 20,
-        "pretrain_batch_tokens": 256, "pretrain_minutes": 2, "elmo_width": 32, "ner_steps": 20, "textcat_steps": 20, "limit": 60, "raw_limit": 300,
+        "pretrain_batch_tokens": 256, "pretrain_minutes": 2, "pretrain_processes": 1, "elmo_width": 32, "ner_steps": 20, "textcat_steps": 20, "limit": 60, "raw_limit": 300,
     }
     overrides = [arg for key, value in small.items() for arg in (f"--vars.{key}", str(value))]
     result = subprocess.run(
