@@ -183,3 +183,15 @@ def test_replace_listeners(tmp_path, tiny_files):
         loaded.update(examples, sgd=optimizer)
     assert layer_weights(listener_mix(loaded, "ner")) != mix_before
     assert all((v == bilm.shims[0]._model.state_dict()[k]).all() for k, v in state.items())
+
+
+def test_replace_listeners_before_the_bilm_is_loaded_is_a_clear_error():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo")
+    nlp.add_pipe("textcat", config={"model": {
+        "@architectures": "spacy.TextCatReduce.v1", "exclusive_classes": True, "use_reduce_first": False,
+        "use_reduce_last": False, "use_reduce_max": False, "use_reduce_mean": True,
+        "tok2vec": {"@architectures": "spacy-elmo.ElmoListener.v1", "width": 32, "upstream": "elmo"},
+    }})
+    with pytest.raises(ValueError, match="no biLM yet"):
+        nlp.replace_listeners("elmo", "textcat", ["model.tok2vec"])

@@ -149,6 +149,8 @@ def _standalone(bilm: Model, mix: Model) -> Model:
 def replace_listener(bilm_copy: Model, listener: Model, upstream: Any) -> Model:
     """``replace_listener`` attr of the biLM layer: the copy of the biLM chained with the listener's mix
     (which keeps its learned weights)."""
+    if not bilm_copy.shims:
+        raise ValueError("replace_listeners: the 'elmo' component has no biLM yet: initialize or load the pipeline first")
     return _standalone(bilm_copy, listener.layers[0])
 
 
