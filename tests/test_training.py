@@ -1,4 +1,5 @@
 """Training NER and textcat on ELMo through the shipped configs, with a tiny biLM in the published layout."""
+import importlib.util
 import io
 import shutil
 from pathlib import Path
@@ -18,6 +19,7 @@ from spacy_elmo.layers.bilm_model import get_bilm
 from spacy_elmo.layers.scalar_mix import layer_weights
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 TINY_WIDTH = 32  # 2 * projection_dim of the tiny biLM in conftest
 
 NER_DATA = [
@@ -223,6 +225,13 @@ def test_save_load_gives_identical_predictions_without_the_weight_files(name, tm
         else:
             assert a.cats == b.cats
     assert layer_weights(listener_mix(nlp, task)) == layer_weights(listener_mix(loaded, task))
+    # the script that prints the learned mixes reads the same from the pipeline directory
+    spec = importlib.util.spec_from_file_location("show_layer_weights", SCRIPTS / "show_layer_weights.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    shown = script.learned_mixes(tmp_path / "pipeline")
+    assert list(shown) == [task]
+    assert (shown[task]["s"], shown[task]["gamma"]) == layer_weights(listener_mix(nlp, task))
 
 
 @pytest.mark.parametrize("name", ["ner_baseline", "textcat_baseline"])
