@@ -189,3 +189,19 @@ def test_unknown_precision_is_refused(tiny):
     with pytest.raises(ValueError, match="precision"):
         with precision("turbo"):
             pass
+
+
+def test_directions_in_threads_match_one_thread(tiny):
+    """With 2 torch threads the directions run in two threads at once; the count is restored after."""
+    _, _, bilm = tiny
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = Embedder(bilm).embed(SENTENCES)
+        torch.set_num_threads(2)
+        together = Embedder(bilm).embed(SENTENCES)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(alone, together):
+        assert numpy.abs(a - b).max() <= 1e-5

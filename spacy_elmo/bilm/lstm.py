@@ -6,10 +6,13 @@ reversed within its own length, so both directions see left-aligned sequences so
 steps only compute the sequences still running.
 
 With autograd on, both directions run together, one batched multiply per step. Without (inference)
-the loop runs per direction on oneDNN products (see :mod:`.precision`), with the input products of
-``TIME_CHUNK`` steps in one multiply and the gates updated in place: fewer, larger operations.
+each direction runs its own loop, the two at once on CPU (:func:`_both_directions`), on oneDNN products
+(see :mod:`.precision`), with the input products of ``TIME_CHUNK`` steps in one multiply and the gates
+updated in place: fewer, larger operations.
 """
-from typing import List, Sequence
+import os
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Callable, Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -78,7 +81,8 @@ class BiLSTMLayer(nn.Module):
         w_ih, w_hh, w_proj, bias = self._inference_weights(dtype)
         xt = x.transpose(1, 2).to(dtype)  # [2, T, B, D] time-major: a step's rows are contiguous
         out = x.new_zeros(2, steps, batch, proj)
-        for d in range(2):
+
+        def direction(d: int) -> None:
             h = x.new_zeros(batch, proj, dtype=dtype)
             c = x.new_zeros(batch, cells)
             for t0 in range(0, steps, TIME_CHUNK):
@@ -105,6 +109,8 @@ class BiLSTMLayer(nn.Module):
                         h_out.clamp_(-self.proj_clip, self.proj_clip)
                     out[d, t, :active] = h_out
                     h = h_out.to(dtype)
+
+        _both_directions(direction, x.device)
         return out.transpose(1, 2)
 
     def _inference_weights(self, dtype: torch.dtype):
@@ -156,6 +162,39 @@ class BiLSTM(nn.Module):
                 both = torch.cat([out[0], _gather_time(out[1], reverse)], dim=-1) * mask
                 results.append(both.index_select(0, unsort))
         return results
+
+
+_POOLS: Dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child must not reuse its parent's
+
+
+def _both_directions(run: Callable[[int], None], device: torch.device) -> None:
+    """``run(0)`` and ``run(1)``: on CPU with n >= 2 torch threads, at once in two threads with n // 2 each.
+
+    The steps of one direction are small operations: two independent streams use the cores better than
+    both directions in turn, each operation split over all threads (1.3x exact, 1.4x fast with 2 threads
+    here). Torch's thread count is process-wide, so it reads n // 2 while the two run, then n again.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads < 2:
+        run(0)
+        run(1)
+        return
+    pool = _POOLS.get(os.getpid())
+    if pool is None:
+        pool = _POOLS[os.getpid()] = ThreadPoolExecutor(2, thread_name_prefix="spacy-elmo-lstm")
+
+    def job(direction: int) -> None:
+        torch.set_num_threads(threads // 2)  # this thread's OpenMP team, and the shared count
+        with torch.no_grad():  # grad mode is per thread; this path runs only without autograd
+            run(direction)
+
+    try:
+        futures = [pool.submit(job, 0), pool.submit(job, 1)]
+        wait(futures)
+        for future in futures:
+            future.result()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _reverse_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
