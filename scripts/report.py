@@ -2,33 +2,21 @@
 each task's learned ELMo layer weights."""
 import json
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import spacy  # noqa: E402
 import typer  # noqa: E402
 
-from spacy_elmo.layers.scalar_mix import layer_weights  # noqa: E402
+from show_layer_weights import learned_mixes  # noqa: E402  (scripts/ is on sys.path)
 
 RUNS = {"ner": ("ner_baseline", "ner_elmo"), "textcat": ("textcat_baseline", "textcat_elmo")}
 
 
 def read_log(path: Path) -> List[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def learned_mixes(model_dir: Path) -> Dict[str, Tuple[List[float], float]]:
-    """Each component's learned softmax layer weights and gamma."""
-    nlp = spacy.load(model_dir)
-    mixes = {}
-    for name, proc in nlp.pipeline:
-        for node in getattr(getattr(proc, "model", None), "walk", lambda: [])():
-            if node.name == "elmo_scalar_mix" and node.has_param("s"):
-                mixes[name] = layer_weights(node)
-    return mixes
 
 
 def train_stats(log: List[dict]) -> Tuple[float, float]:
@@ -66,8 +54,8 @@ def main(
         lines.append(f"| {run} | {seconds:.0f} | {wps:.0f} | {m[run]['words_per_second']:.0f} |")
     lines += ["", "## Learned layer weights (softmax s_j over biLM layers 0..L, and gamma)", ""]
     for run, per_component in mixes.items():
-        for comp, (weights, gamma) in per_component.items():
-            lines.append(f"- {run} / {comp}: s = [{', '.join(f'{w:.3f}' for w in weights)}], gamma = {gamma:.3f}")
+        for comp, mix in per_component.items():
+            lines.append(f"- {run} / {comp}: s = [{', '.join(f'{w:.3f}' for w in mix['s'])}], gamma = {mix['gamma']:.3f}")
     lines += ["", "Data: WNUT-17 (CC-BY 4.0, Derczynski et al. 2017); CLINC150 (CC-BY 3.0, Larson et al. 2019);",
               "raw text from the WNUT-17 source pool and PolyAI task-specific-datasets (CC-BY 4.0)."]
     output.mkdir(parents=True, exist_ok=True)
@@ -84,9 +72,9 @@ def main(
     ax = axes[2]
     width = 0.35
     for k, (run, per_component) in enumerate(mixes.items()):
-        for comp, (weights, gamma) in per_component.items():
-            xs = [j + k * width for j in range(len(weights))]
-            ax.bar(xs, weights, width, label=f"{run}/{comp} (gamma {gamma:.2f})")
+        for comp, mix in per_component.items():
+            xs = [j + k * width for j in range(len(mix["s"]))]
+            ax.bar(xs, mix["s"], width, label=f"{run}/{comp} (gamma {mix['gamma']:.2f})")
     ax.set_title("learned layer weights softmax(s)")
     ax.set_xlabel("biLM layer (0 = token)")
     ax.legend()
