@@ -12,15 +12,15 @@ TEXTS = ["the cat sat on the mat .", "a dog barked . it ran away", "the cat sat 
 
 @pytest.fixture
 def embedded(monkeypatch):
-    """Counts the sentences the biLM is run on (the real Embedder.embed runs)."""
+    """Counts the sentences the biLM is run on (the real Embedder.embed_into runs)."""
     counts = []
-    real = Embedder.embed
+    real = Embedder.embed_into
 
-    def counting(self, sentences):
+    def counting(self, sentences, sink):
         counts.append(len(sentences))
-        return real(self, sentences)
+        return real(self, sentences, sink)
 
-    monkeypatch.setattr(Embedder, "embed", counting)
+    monkeypatch.setattr(Embedder, "embed_into", counting)
     return counts
 
 

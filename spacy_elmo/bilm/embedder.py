@@ -1,5 +1,5 @@
 """Token strings in, biLM layers out: token-budget batches sorted by length and a character-CNN cache."""
-from typing import Dict, Hashable, List, Sequence, Tuple
+from typing import Callable, Dict, Hashable, List, Sequence, Tuple
 
 import numpy
 import torch
@@ -139,6 +139,17 @@ class Embedder:
         out: List[numpy.ndarray] = [
             numpy.zeros((opts.n_output_layers, 0, opts.output_dim), dtype=numpy.float32) for _ in sentences
         ]
+
+        def keep(i: int, layers: numpy.ndarray) -> None:
+            out[i] = numpy.ascontiguousarray(layers)
+
+        self.embed_into(sentences, keep)
+        return out
+
+    def embed_into(self, sentences: Sequence[Sequence[str]], sink: Callable[[int, numpy.ndarray], None]) -> None:
+        """Call ``sink(i, layers)`` with each non-empty sentence's ``[L, n_tokens, 2P]`` layers (a view into
+        its batch, valid during the call) as batches finish, so that a caller can copy them into place and
+        memory stays at one batch beyond the caller's arrays."""
         was_training = self.bilm.training
         self.bilm.eval()
         try:
@@ -147,7 +158,6 @@ class Embedder:
                     layers, lengths = self.batch_layers([sentences[i] for i in batch])
                     host = layers.float().cpu().numpy()
                     for b, i in enumerate(batch):
-                        out[i] = numpy.ascontiguousarray(host[:, b, : int(lengths[b])])
+                        sink(i, host[:, b, : int(lengths[b])])
         finally:
             self.bilm.train(was_training)
-        return out

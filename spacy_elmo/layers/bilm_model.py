@@ -152,21 +152,22 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3
 
 
 def _embed_docs(embedder: Embedder, keys: List[Tuple[Tuple[str, ...], ...]]) -> List[numpy.ndarray]:
-    """``[n_layers, n_tokens, width]`` per Doc, from its windows."""
-    if not keys:
-        return []
+    """``[n_layers, n_tokens, width]`` per Doc, its windows written into place as their batches finish."""
     opts = embedder.bilm.options
-    embedded = embedder.embed([piece for key in keys for piece in key])
-    out, start = [], 0
-    for key in keys:
-        parts = embedded[start : start + len(key)]
-        start += len(key)
-        if len(parts) == 1:
-            out.append(parts[0])
-        elif parts:
-            out.append(numpy.concatenate(parts, axis=1))
-        else:
-            out.append(numpy.zeros((opts.n_output_layers, 0, opts.output_dim), dtype=numpy.float32))
+    out = [numpy.empty((opts.n_output_layers, sum(map(len, key)), opts.output_dim), dtype=numpy.float32)
+           for key in keys]
+    places: List[Tuple[int, int]] = []  # (doc, first token) of every window
+    for d, key in enumerate(keys):
+        start = 0
+        for piece in key:
+            places.append((d, start))
+            start += len(piece)
+
+    def put(i: int, layers: numpy.ndarray) -> None:
+        d, start = places[i]
+        out[d][:, start : start + layers.shape[1]] = layers
+
+    embedder.embed_into([piece for key in keys for piece in key], put)
     return out
 
 
