@@ -1,7 +1,8 @@
 """The biLM as a thinc layer: Docs in, one ``[n_layers, n_tokens, width]`` array per Doc out."""
 import io
 import weakref
-from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
+from collections.abc import Sequence as SequenceABC
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -136,22 +137,54 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3
         embedder.cache.clear()  # the weights change after this step
         owners, words = _pieces(docs, model.attrs["window"])
         return _forward_with_grad(model, embedder, docs, owners, words)
-    keys = [_doc_pieces(doc, model.attrs["window"]) for doc in docs]
+    window = model.attrs["window"]
     cache = get_doc_cache(model)
-    if cache is None:
-        found = _embed_docs(embedder, keys)
-    else:  # a Doc seen before, or repeated within the batch, is computed once
-        known = {key: hit for key in keys if (hit := cache.get(key)) is not None}
-        missing = [key for key in dict.fromkeys(keys) if key not in known]
-        for key, layers in zip(missing, _embed_docs(embedder, missing)):
-            layers.flags.writeable = False  # shared by every Doc that gets it
-            cache.put(key, layers)
-            known[key] = layers
-        found = [known[key] for key in keys]
+    found: List[Optional[numpy.ndarray]] = [None] * len(docs)
+    direct: List[int] = []  # Docs computed without the cache: read lazily, keeping memory flat
+    keyed: Dict[Hashable, List[int]] = {}  # Docs to compute once and cache, by key
+    for d, doc in enumerate(docs):
+        if cache is None or len(doc) > cache.max_tokens:
+            direct.append(d)
+            continue
+        key = _doc_pieces(doc, window)
+        hit = cache.get(key)
+        if hit is None:
+            keyed.setdefault(key, []).append(d)  # a Doc repeated within the batch is computed once
+        else:
+            found[d] = hit
+    new_keys = list(keyed)
+    computed = _embed_docs(embedder, [_lazy_windows(docs[d], window) for d in direct] + new_keys)
+    for d, layers in zip(direct, computed):
+        found[d] = layers
+    for key, layers in zip(new_keys, computed[len(direct) :]):
+        layers.flags.writeable = False  # shared by every Doc that gets it
+        cache.put(key, layers)
+        for d in keyed[key]:
+            found[d] = layers
     return [model.ops.asarray3f(layers) for layers in found], lambda d_outputs: []
 
 
-def _embed_docs(embedder: Embedder, keys: List[Tuple[Tuple[str, ...], ...]]) -> List[numpy.ndarray]:
+class _Window(SequenceABC):
+    """A Doc window's token strings, made when the biLM reads them rather than all at once."""
+
+    def __init__(self, doc: Doc, start: int, end: int) -> None:
+        self.doc, self.start, self.end = doc, start, end
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __getitem__(self, i):
+        return self.doc[self.start : self.end][i].text
+
+    def __iter__(self) -> Iterator[str]:
+        return (token.text for token in self.doc[self.start : self.end])
+
+
+def _lazy_windows(doc: Doc, window: int) -> List[_Window]:
+    return [_Window(doc, start, end) for start, end in doc_windows(doc, window)]
+
+
+def _embed_docs(embedder: Embedder, keys: Sequence[Sequence[Sequence[str]]]) -> List[numpy.ndarray]:
     """``[n_layers, n_tokens, width]`` per Doc, its windows written into place as their batches finish."""
     opts = embedder.bilm.options
     out = [numpy.empty((opts.n_output_layers, sum(map(len, key)), opts.output_dim), dtype=numpy.float32)
