@@ -16,7 +16,6 @@ from spacy_elmo.io import load_bilm, load_hdf5, load_native
 from spacy_elmo.training import PretrainConfig, evaluate, load_lm, pretrain
 from spacy_elmo.training.batches import BatchStream, Position, plan, shard, tensorize, CharIdCache
 from spacy_elmo.training.corpus import MAX_LINE_BYTES, CorpusStats, Tokenizer, check_paths, read_items
-from spacy_elmo.training.recurrent import bilstm_top
 from spacy_elmo.training.scan import scan, unigram_perplexity
 from spacy_elmo.training.vocab import Vocab
 
@@ -174,18 +173,6 @@ def test_tensorize_targets():
 
 
 # the objective ----------------------------------------------------------------------------------------------
-
-def test_training_bilstm_equals_the_package_bilstm():
-    from spacy_elmo.bilm import BiLM, preset
-
-    torch.manual_seed(0)
-    bilm = BiLM(preset("tiny"))
-    x = torch.randn(4, 7, 16, requires_grad=True)
-    lengths = torch.tensor([3, 7, 1, 5])
-    ours, theirs = bilstm_top(bilm.lstm, x, lengths), bilm.lstm(x, lengths)[-1]
-    assert torch.equal(ours, theirs)
-    assert torch.equal(*(torch.autograd.grad(out.pow(2).sum(), x)[0] for out in (ours, theirs)))
-
 
 def test_lm_loss_matches_independent_math(tiny_files, tiny_opts, tiny_arrays):
     from spacy_elmo.training.lm import BiLMLanguageModel

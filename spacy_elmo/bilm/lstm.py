@@ -57,14 +57,17 @@ class BiLSTMLayer(nn.Module):
         _, batch, steps, dim = x.shape
         cells = self.weight_hh.shape[-1] // 4
         bias = (self.bias + self.forget_bias).unsqueeze(1)
-        # the input half of every gate for all steps at once; only h @ W_hh stays in the loop
-        gates_x = torch.baddbmm(bias, x.reshape(2, batch * steps, dim), self.weight_ih).view(2, batch, steps, -1)
+        # the input half of every gate for all steps at once, time-major; only h @ W_hh stays in the loop.
+        # unbind splits the steps once, so backward stacks one gradient (slicing every step would write
+        # each step's gradient into a zero-filled copy of the whole product: quadratic in length)
+        time_major = x.transpose(1, 2).reshape(2, steps * batch, dim)
+        gates_x = torch.baddbmm(bias, time_major, self.weight_ih).view(2, steps, batch, -1)
         h = x.new_zeros(2, batch, self.weight_hh.shape[1])
         c = x.new_zeros(2, batch, cells)
         outputs: List[torch.Tensor] = []
-        for t, active in enumerate(batch_sizes):
+        for step_x, active in zip(gates_x.unbind(1), batch_sizes):
             h, c = h[:, :active], c[:, :active]
-            gates = torch.baddbmm(gates_x[:, :active, t], h, self.weight_hh)
+            gates = torch.baddbmm(step_x[:, :active], h, self.weight_hh)
             i, j, f, o = gates.chunk(4, dim=-1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
             if self.cell_clip:

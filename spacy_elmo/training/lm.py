@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..bilm.model import BiLM
-from .recurrent import bilstm_top
 from .softmax import make_softmax
 
 
@@ -32,7 +31,7 @@ class BiLMLanguageModel(nn.Module):
     ) -> torch.Tensor:
         """Summed negative log likelihoods ``[forward, backward]`` of the batch (see :class:`Batch`)."""
         vectors = self.bilm.encode_tokens(char_ids)
-        top = bilstm_top(self.bilm.lstm, vectors[index], lengths)
+        top = self.bilm.lstm(vectors[index], lengths)[-1]
         if self.dropout:
             top = F.dropout(top, self.dropout, self.training)
         width = top.shape[-1] // 2
