@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import spacy
 import typer
 from spacy.training.initialize import init_nlp
 from spacy.util import load_config, registry, resolve_dot_names

@@ -15,7 +15,6 @@ from spacy.training.initialize import init_nlp
 from spacy.training.loop import train
 from spacy.util import fix_random_seed, load_config
 
-from spacy_elmo.layers.bilm_model import get_bilm
 from spacy_elmo.layers.scalar_mix import layer_weights
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
