@@ -54,10 +54,8 @@ class TokenVectorCache:
 def _char_ids(keys: Sequence[Hashable]) -> numpy.ndarray:
     ids = words_to_ids([k if isinstance(k, str) else "" for k in keys])
     for row, key in enumerate(keys):
-        if key == _BOS and not isinstance(key, str):
-            ids[row] = BOS_IDS
-        elif key == _EOS and not isinstance(key, str):
-            ids[row] = EOS_IDS
+        if not isinstance(key, str):
+            ids[row] = BOS_IDS if key == _BOS else EOS_IDS
     return ids
 
 

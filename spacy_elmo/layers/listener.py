@@ -1,16 +1,24 @@
 """The ELMo listener: a downstream component's view of the upstream ``elmo`` component, through its own mix."""
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
+import numpy
+from spacy.attrs import ORTH
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model, chain
 from thinc.types import Floats2d, Floats3d
 
+from ..pipeline.doc_data import DATA_ATTR
 from .scalar_mix import ScalarMix
 
-LISTENER_NAME = "elmo_listener"
+LISTENER_NAME = "elmo_listener"  # the ``elmo`` component finds its listeners by this node name
 LISTENER_ARCH = "spacy-elmo.ElmoListener.v1"
-DATA_ATTR = "elmo_data"  # the Doc extension the ``elmo`` component writes
+
+
+def listener_batch_id(docs: Iterable[Doc]) -> int:
+    """A content hash of a batch of Docs, so that a listener can check it received the batch it is asked
+    for (the sum of the tokens' ORTH hashes, modulo 2**64)."""
+    return int(sum(int(doc.to_array(ORTH).sum(dtype=numpy.uint64)) for doc in docs) % 2**64)
 
 
 class ElmoListenerModel(Model):
@@ -29,11 +37,6 @@ class ElmoListenerModel(Model):
         self._received: Union[None, List[Floats3d], Callable[[], List[Floats3d]]] = None
         self._backprop: Optional[Callable] = None
 
-    @classmethod
-    def get_batch_id(cls, docs: List[Doc]) -> int:
-        """A content hash of a batch of Docs (the ``elmo`` component computes the same)."""
-        return sum(sum(token.orth for token in doc) for doc in docs)
-
     def receive(
         self, batch_id: int, layers: Union[List[Floats3d], Callable[[], List[Floats3d]]], backprop: Callable
     ) -> None:
@@ -46,7 +49,7 @@ class ElmoListenerModel(Model):
     def verify_inputs(self, docs: List[Doc]) -> None:
         if self._batch_id is None:
             raise ValueError("ElmoListener: no layers were received from the upstream 'elmo' component")
-        batch_id = self.get_batch_id(docs)
+        batch_id = listener_batch_id(docs)
         if batch_id != self._batch_id:
             raise ValueError(
                 f"ElmoListener: asked for batch {batch_id} but received layers for batch {self._batch_id}; "

@@ -19,10 +19,10 @@ from ..bilm.model import BiLM
 from ..bilm.precision import MODES
 from ..io import bilm_from_bytes, bilm_to_bytes, load_bilm, load_native, save_native
 from ..layers.bilm_model import get_bilm, get_doc_cache, get_embedder, has_bilm, set_bilm
+from ..layers.listener import LISTENER_NAME, listener_batch_id
 from .doc_data import DATA_ATTR, ElmoDocData, install_extensions
 
 MIXES = ("average", "top", "all", "weighted")
-LISTENER_NAME = "elmo_listener"
 
 DEFAULT_CONFIG = {
     "model": {"@architectures": "spacy-elmo.BiLM.v1"},
@@ -374,7 +374,3 @@ class ElmoComponent(TrainablePipe):
         self._install(bilm_from_bytes(msg["bilm"]))
         return self
 
-
-def listener_batch_id(docs: Iterable[Doc]) -> int:
-    """Identifies a batch of Docs, so that a listener can check it received the batch it is asked for."""
-    return sum(sum(token.orth for token in doc) for doc in docs)
