@@ -213,6 +213,28 @@ def test_same_seed_same_run_and_loss_falls(corpus, tmp_path):
         run([corpus], tmp_path / "a", small_config(max_steps=4, seed=5), resume=True)
 
 
+def test_learning_rate_schedule_by_steps_and_by_time():
+    from spacy_elmo.training.trainer import lr_factor
+
+    config = small_config(max_steps=110, warmup_steps=10, final_lr=0.1)
+    assert [lr_factor(s, config) for s in (0, 9)] == [0.1, 1.0]
+    assert lr_factor(10, config) == 1.0 and lr_factor(60, config) == pytest.approx(0.55)
+    assert lr_factor(110, config) == pytest.approx(0.1) and lr_factor(500, config) == pytest.approx(0.1)
+    # a time budget half spent brings the decay forward; it never slows the step schedule down
+    assert lr_factor(20, config, progress=0.5) == pytest.approx(0.55)
+    assert lr_factor(100, config, progress=0.5) == lr_factor(100, config)
+    assert lr_factor(20, config, progress=1.0) == pytest.approx(0.1)
+
+
+def test_time_limited_run_ends_annealed(corpus, tmp_path):
+    torch.set_num_threads(1)
+    config = small_config(max_steps=100_000, warmup_steps=1, max_minutes=0.1, final_lr=0.1)
+    summary = run([corpus], tmp_path / "t", config)
+    assert 1 < summary["step"] < 100_000  # stopped by the clock, not by max_steps
+    rates = [r["lr"] for r in map(json.loads, (tmp_path / "t" / "log.jsonl").read_text().splitlines()) if "lr" in r]
+    assert rates[-1] < 0.3 * config.learning_rate and rates == sorted(rates, reverse=True)
+
+
 # outputs: evaluate, export, continue training ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")

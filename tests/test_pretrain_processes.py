@@ -84,3 +84,17 @@ def test_two_process_gloo_ddp_matches_one_process(corpus, tmp_path):
     for step in one:
         assert two[step] == pytest.approx(one[step], rel=1e-5, abs=1e-6)
     assert one[4] != one[1]  # the steps really trained
+
+
+def test_two_process_time_limited_run_ends_annealed(corpus, tmp_path):
+    """The time budget's share spent, measured by the main process, drives both ranks' learning rate."""
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "spacy_elmo",
+         "pretrain", str(corpus), "--max-steps", "100000", "--max-minutes", "0.15", "--learning-rate", "0.01",
+         *COMMON, "-b", "256", "-o", str(tmp_path / "ddp")],
+        env=env(), capture_output=True, text=True, timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    rates = [r["lr"] for r in records if "lr" in r]
+    assert 5 < len(rates) < 100000 and rates[-1] < 0.003

@@ -69,12 +69,15 @@ class PretrainConfig:
             raise ValueError("heldout and dropout must be in [0, 1)")
 
 
-def lr_factor(step: int, config: PretrainConfig) -> float:
-    """Linear warmup to 1, then linear decay to ``final_lr`` at ``max_steps``."""
+def lr_factor(step: int, config: PretrainConfig, progress: float = 0.0) -> float:
+    """Linear warmup to 1, then linear decay to ``final_lr`` at ``max_steps``, or sooner: ``progress``
+    (the share of a ``max_minutes`` budget spent) moves the decay forward so that a time-limited run
+    still ends annealed."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
     span = max(1, config.max_steps - config.warmup_steps)
-    return max(config.final_lr, 1.0 - (1.0 - config.final_lr) * (step - config.warmup_steps) / span)
+    done = max((step - config.warmup_steps) / span, progress)
+    return max(config.final_lr, 1.0 - (1.0 - config.final_lr) * done)
 
 
 def save_head(lm: BiLMLanguageModel, vocab: Vocab, lang: str, max_length: int, directory: Path) -> None:
@@ -132,12 +135,12 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def _past(deadline: float, ctx: distributed.Context) -> bool:
-    """Whether the time limit is reached, decided by the main process for all."""
+def _time_spent(started: float, deadline: float, ctx: distributed.Context) -> float:
+    """Share of the time budget spent (0 without one), as the main process measures it, for all."""
     if deadline == math.inf:
-        return False
-    flag = torch.tensor([float(time.time() >= deadline and ctx.is_main)], device=ctx.device)
-    return bool(distributed.all_sum(flag, ctx)[0] > 0)
+        return 0.0
+    share = (time.time() - started) / (deadline - started) if ctx.is_main else 0.0
+    return float(distributed.all_sum(torch.tensor([share], dtype=torch.float64, device=ctx.device), ctx)[0])
 
 
 def _initial_model(
@@ -236,13 +239,15 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
         lm.softmax.load_state_dict(load_state(head_dir / HEAD_WEIGHTS))
     lm.train().to(ctx.device)
     optimizer = torch.optim.Adam(lm.parameters(), lr=config.learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
+    progress = 0.0  # share of the decay done by the time budget; a resumed run anneals what is left in its own
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config, progress))
     step, position, tokens_seen = 0, Position(), 0
     if state is not None:
         lm.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, position, tokens_seen = state["step"], Position(*state["position"]), state["tokens_seen"]
+        progress = state.get("progress", 0.0)
         torch.set_rng_state(state["rng"][ctx.rank])
         if ctx.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"][ctx.rank], ctx.device)
@@ -262,6 +267,7 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
                          0.0 if dev_files else config.heldout, min_sequences=ctx.world).start(position)
     chars = CharIdCache()
     deadline = started + config.max_minutes * 60 if config.max_minutes else math.inf
+    resumed_progress = progress
     window = torch.zeros(3, dtype=torch.float64)  # fwd nll, bwd nll, targets since the last log line
     window_start = time.time()
     dev_result: Dict[str, float] = {}
@@ -276,7 +282,7 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
             "config": dataclasses.asdict(config), "options": bilm.options.to_dict(), "cutoffs": list(cutoffs),
             "model": lm.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "step": step, "position": list(position), "tokens_seen": tokens_seen, "rng": rng, "cuda_rng": cuda_rng,
-            "world": ctx.world, "fingerprint": list(data.fingerprint()),
+            "world": ctx.world, "fingerprint": list(data.fingerprint()), "progress": progress,
         }, output / CHECKPOINT)
         save_bilm_atomic(bilm, output)
         save_head(lm, vocab, config.lang, config.max_length, output)
@@ -290,7 +296,11 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
                 f"backward {dev_result['bwd_ppl']:.2f}; unigram {unigram:.1f})")
 
     bar = tqdm(total=config.max_steps, initial=step, disable=not ctx.is_main, dynamic_ncols=True, mininterval=1.0)
-    while step < config.max_steps and not _past(deadline, ctx):
+    while step < config.max_steps:
+        spent = _time_spent(started, deadline, ctx)
+        if spent >= 1.0:
+            break
+        progress = max(progress, resumed_progress + (1.0 - resumed_progress) * spent)
         position, global_batch = next(stream)
         batch = tensorize(shard(global_batch, ctx.rank, ctx.world), vocab, chars).to(ctx.device)
         n_global = distributed.all_sum(torch.tensor([float(batch.n_targets)], device=ctx.device), ctx)
