@@ -38,11 +38,11 @@ class TokenVectorCache:
             self.mode = current_mode()
             self.slots = {}
         missing = [k for k in keys if k not in self.slots]
-        if len(missing) > self.capacity:
-            return _encode(bilm, keys, device)
         if len(self.slots) + len(missing) > self.capacity:
             self.slots = {}
             missing = list(keys)
+        if len(missing) > self.capacity:
+            return _encode(bilm, keys, device)
         if missing:
             start = len(self.slots)
             self.store[start : start + len(missing)] = _encode(bilm, missing, device)
@@ -130,6 +130,22 @@ class Embedder:
         tokens = vectors[torch.from_numpy(index).to(device)]
         layers = self.bilm.contextualize(tokens, lengths)
         return layers[:, :, 1:-1], lengths - 2
+
+    def warm_cache(self, words: Sequence[str]) -> None:
+        """Compute the character-CNN vectors of ``words`` into the cache ahead of use (a vocabulary, or
+        text seen before), as many as it has room for."""
+        if self.cache.mode != self.precision:
+            self.cache.clear()
+        new = [w for w in dict.fromkeys(words) if w not in self.cache.slots]
+        new = new[: max(0, self.cache.capacity - len(self.cache.slots))]
+        was_training = self.bilm.training
+        self.bilm.eval()
+        try:
+            with torch.no_grad(), precision(self.precision):
+                for start in range(0, len(new), self.max_batch_tokens):
+                    self.cache.lookup(self.bilm, new[start : start + self.max_batch_tokens], self.device)
+        finally:
+            self.bilm.train(was_training)
 
     def embed(self, sentences: Sequence[Sequence[str]]) -> List[numpy.ndarray]:
         """One float32 ``[L, n_tokens, 2P]`` array per sentence (empty sentences give ``n_tokens = 0``)."""
