@@ -84,11 +84,13 @@ class BiLSTMLayer(nn.Module):
         w_ih, w_hh, w_proj, bias = self._inference_weights(dtype)
         xt = x.transpose(1, 2).to(dtype)  # [2, T, B, D] time-major: a step's rows are contiguous
         out = x.new_empty(2, steps, batch, proj)
-        out[:, :, batch_sizes[-1] :].zero_() if batch_sizes[-1] < batch else None
+        out[:, :, batch_sizes[-1] :].zero_()  # rows that stop early: the steps they do not run stay zero
 
         def direction(d: int) -> None:
             h = x.new_zeros(batch, proj, dtype=dtype)
-            c = x.new_zeros(batch, cells)
+            c = x.new_zeros(batch, cells)  # the cell state stays float32 in every mode
+            hidden = x.new_empty(batch, cells, dtype=dtype)
+            clip = self.proj_clip or float("inf")
             for t0 in range(0, steps, TIME_CHUNK):
                 t1 = min(t0 + TIME_CHUNK, steps)
                 # only the rows still running at each step, packed: no product for padding
@@ -99,7 +101,7 @@ class BiLSTMLayer(nn.Module):
                     active = batch_sizes[t]
                     # the j gate's weights are doubled: tanh(z) = 2 sigmoid(2z) - 1 (within 2e-7), and
                     # torch's CPU tanh costs 3x a sigmoid
-                    sig = linear_add(h[:active], w_hh[d], gates_x[offset : offset + active]).float().sigmoid_()
+                    sig = linear_add(h[:active], w_hh[d], gates_x[offset : offset + active]).sigmoid_()
                     offset += active
                     i, f, o = sig[:, :cells], sig[:, 2 * cells : 3 * cells], sig[:, 3 * cells :]
                     c = c[:active].mul_(f)
@@ -107,11 +109,9 @@ class BiLSTMLayer(nn.Module):
                     if self.cell_clip:
                         c.clamp_(-self.cell_clip, self.cell_clip)
                     # o * tanh(c) = 2 (sigmoid(2c) - 1/2) o: the 2 is folded into the projection's weights
-                    hidden = torch.mul(c, 2.0).sigmoid_().sub_(0.5).mul_(o)
-                    h_out = out[d, t, :active]
-                    clip = self.proj_clip or float("inf")
-                    torch.clamp(linear(hidden.to(dtype), w_proj[d]).float(), -clip, clip, out=h_out)
-                    h = h_out.to(dtype)
+                    torch.mul(c, 2.0, out=hidden[:active]).sigmoid_().sub_(0.5).mul_(o)
+                    h = linear(hidden[:active], w_proj[d]).clamp_(-clip, clip)
+                    out[d, t, :active] = h
 
         _both_directions(direction, x.device)
         return out.transpose(1, 2)
