@@ -101,3 +101,16 @@ def test_cuda_matches_cpu(tiny_files):
     gpu = Embedder(load_bilm(tiny_files[1], tiny_files[0]).cuda()).embed(SENTENCES)
     for a, b in zip(cpu, gpu):
         assert numpy.abs(a - b).max() <= 1e-4
+
+
+@pytest.mark.parametrize("precision", ["exact", "fast"])
+def test_copies_and_pickles_after_inference(tiny_files, precision):
+    """Inference keeps oneDNN-packed weight copies, which torch cannot copy: copies start without them."""
+    import copy
+    import pickle
+
+    bilm = load_bilm(tiny_files[1], tiny_files[0])
+    before = Embedder(bilm, precision=precision).embed(SENTENCES[:2])
+    for clone in (copy.deepcopy(bilm), pickle.loads(pickle.dumps(bilm))):
+        for a, b in zip(Embedder(clone, precision=precision).embed(SENTENCES[:2]), before):
+            assert numpy.array_equal(a, b)

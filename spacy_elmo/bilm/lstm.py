@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .options import LSTMOptions
-from .precision import WeightCache, ieee_fp32, inference_dtype, linear, linear_add, needs_grad
+from .precision import WeightCache, ieee_fp32, inference_dtype, linear, linear_add, needs_grad, pack
 
 TIME_CHUNK = 16  # steps whose input products are computed together at inference (bounds their memory)
 
@@ -117,8 +117,8 @@ class BiLSTMLayer(nn.Module):
         return out.transpose(1, 2)
 
     def _inference_weights(self, dtype: torch.dtype):
-        """Per direction: ``[out, in]`` copies in ``dtype`` of the three weights and the input bias with the
-        forget bias added; the j gate's columns and the projection are doubled (exact: a power of two)."""
+        """Per direction: ``[out, in]`` packed copies in ``dtype`` of the three weights and the input bias with
+        the forget bias added; the j gate's columns and the projection are doubled (exact: a power of two)."""
         params = [self.weight_ih, self.weight_hh, self.weight_proj, self.bias]
         cells = self.weight_proj.shape[1]
         double_j = torch.ones(4 * cells, device=self.bias.device)
@@ -126,7 +126,7 @@ class BiLSTMLayer(nn.Module):
 
         def build():
             def per_direction(w: torch.Tensor, scale) -> List[torch.Tensor]:
-                return [(w[d] * scale).t().contiguous().to(dtype) for d in range(2)]
+                return [pack((w[d] * scale).t().to(dtype)) for d in range(2)]
 
             bias = [((self.bias[d] + self.forget_bias) * double_j).to(dtype) for d in range(2)]
             return (per_direction(self.weight_ih, double_j), per_direction(self.weight_hh, double_j),

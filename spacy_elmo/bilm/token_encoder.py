@@ -13,7 +13,7 @@ from torch import nn
 
 from .characters import N_CHARACTERS
 from .options import CharCNNOptions
-from .precision import WeightCache, ieee_fp32, inference_dtype, linear, needs_grad
+from .precision import WeightCache, ieee_fp32, inference_dtype, linear, needs_grad, pack
 
 PADDING_ID = 261  # the published padding character (260) plus the id offset
 CHUNK_WINDOWS = 2048  # tokens x window starts per matrix multiply: keeps the products in cache
@@ -107,12 +107,12 @@ class CharacterEncoder(nn.Module):
 
     def _inference_filters(self, dtype: torch.dtype) -> torch.Tensor:
         weights = [c.weight for c in self.convs]
-        return self._inference_weights.get(("filters", dtype), weights, lambda: self._filters().to(dtype))
+        return self._inference_weights.get(("filters", dtype), weights, lambda: pack(self._filters().to(dtype)))
 
     def _inference_linear(self, layer: nn.Linear, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        weight = self._inference_weights.get((id(layer), dtype), [layer.weight], lambda: pack(layer.weight.to(dtype)))
         if dtype == torch.float32:
-            return linear(x, layer.weight, layer.bias)
-        weight = self._inference_weights.get((id(layer), dtype), [layer.weight], lambda: layer.weight.to(dtype))
+            return linear(x, weight, layer.bias)
         return linear(x.to(dtype), weight).float() + layer.bias
 
     def _invalid_windows(self, n_starts: int, n_chars: int, like: torch.Tensor) -> torch.Tensor:
