@@ -114,3 +114,17 @@ def test_copies_and_pickles_after_inference(tiny_files, precision):
     for clone in (copy.deepcopy(bilm), pickle.loads(pickle.dumps(bilm))):
         for a, b in zip(Embedder(clone, precision=precision).embed(SENTENCES[:2]), before):
             assert numpy.array_equal(a, b)
+
+
+def test_distinct_token_input_products_change_nothing(tiny_files):
+    """Token ids let inference compute layer 0's input products once per distinct token (both directions)."""
+    bilm = load_bilm(tiny_files[1], tiny_files[0]).eval()
+    rng = numpy.random.default_rng(0)
+    lengths = torch.tensor([40, 3, 25, 40, 1, 17])
+    types = torch.from_numpy(rng.integers(0, 6, size=(6, 40)))  # few distinct tokens: many repeats per chunk
+    vectors = torch.from_numpy(rng.normal(size=(6, bilm.options.lstm.projection_dim)).astype(numpy.float32))
+    with torch.no_grad():
+        plain = bilm.contextualize(vectors[types], lengths)
+        distinct = bilm.contextualize(vectors[types], lengths, types)
+    assert torch.abs(plain - distinct).max() <= 1e-6
+    assert torch.abs(plain[1:]).max() > 0.1

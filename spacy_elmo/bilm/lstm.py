@@ -12,7 +12,7 @@ updated in place: fewer, larger operations.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -43,15 +43,17 @@ class BiLSTMLayer(nn.Module):
         for weight in (self.weight_ih, self.weight_hh, self.weight_proj):
             nn.init.uniform_(weight, -(cells**-0.5), cells**-0.5)
 
-    def forward(self, x: torch.Tensor, batch_sizes: Sequence[int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch_sizes: Sequence[int], types: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x``: ``[2, B, T, D]`` left-aligned, rows sorted by length; returns ``[2, B, T, P]``.
 
         Without autograd (inference) the loop runs in place on preallocated buffers, in the mode of
-        :mod:`.precision`; with autograd it is the plain differentiable loop, always exact.
+        :mod:`.precision`; with autograd it is the plain differentiable loop, always exact. ``types``
+        (``[2, B, T]`` ids, equal where the rows of ``x`` are equal) lets inference compute the input
+        products once per distinct row of each chunk of steps.
         """
         if needs_grad(x, *self.parameters()):
             return self._forward_autograd(x, batch_sizes)
-        return self._forward_inference(x, batch_sizes, inference_dtype())
+        return self._forward_inference(x, batch_sizes, inference_dtype(), types)
 
     def _forward_autograd(self, x: torch.Tensor, batch_sizes: Sequence[int]) -> torch.Tensor:
         _, batch, steps, dim = x.shape
@@ -78,11 +80,14 @@ class BiLSTMLayer(nn.Module):
             outputs.append(F.pad(h, (0, 0, 0, batch - active)) if active < batch else h)
         return torch.stack(outputs, dim=2)
 
-    def _forward_inference(self, x: torch.Tensor, batch_sizes: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    def _forward_inference(
+        self, x: torch.Tensor, batch_sizes: Sequence[int], dtype: torch.dtype, types: Optional[torch.Tensor]
+    ) -> torch.Tensor:
         _, batch, steps, dim = x.shape
         cells, proj = self.weight_proj.shape[1:]
         w_ih, w_hh, w_proj, bias = self._inference_weights(dtype)
         xt = x.transpose(1, 2).to(dtype)  # [2, T, B, D] time-major: a step's rows are contiguous
+        types_t = None if types is None else types.transpose(1, 2)
         out = x.new_empty(2, steps, batch, proj)
         out[:, :, batch_sizes[-1] :].zero_()  # rows that stop early: the steps they do not run stay zero
 
@@ -95,14 +100,21 @@ class BiLSTMLayer(nn.Module):
                 t1 = min(t0 + TIME_CHUNK, steps)
                 # only the rows still running at each step, packed: no product for padding
                 packed = torch.cat([xt[d, t, : batch_sizes[t]] for t in range(t0, t1)])
+                rows = None
+                if types_t is not None:  # one product per distinct row, gathered back at each step
+                    packed, rows = _distinct(packed, torch.cat([types_t[d, t, : batch_sizes[t]] for t in range(t0, t1)]))
                 gates_x = linear(packed, w_ih[d], bias[d])
                 offset = 0
                 for t in range(t0, t1):
                     active = batch_sizes[t]
+                    if rows is None:
+                        step_x = gates_x[offset : offset + active]
+                    else:
+                        step_x = gates_x.index_select(0, rows[offset : offset + active])
+                    offset += active
                     # the j gate's weights are doubled: tanh(z) = 2 sigmoid(2z) - 1 (within 2e-7), and
                     # torch's CPU tanh costs 3x a sigmoid
-                    sig = linear_add(h[:active], w_hh[d], gates_x[offset : offset + active]).sigmoid_()
-                    offset += active
+                    sig = linear_add(h[:active], w_hh[d], step_x).sigmoid_()
                     i, f, o = sig[:, :cells], sig[:, 2 * cells : 3 * cells], sig[:, 3 * cells :]
                     c = c[:active].mul_(f)
                     c.addcmul_(i, sig[:, cells : 2 * cells], value=2.0).sub_(i)
@@ -144,8 +156,14 @@ class BiLSTM(nn.Module):
         self.layers = nn.ModuleList(BiLSTMLayer(options.projection_dim, options) for _ in range(options.n_layers))
         self.dropout = 0.0
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
-        """``tokens``: ``[B, T, P]``; returns one ``[B, T, 2P]`` tensor per layer, zero past each length."""
+    def forward(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, types: Optional[torch.Tensor] = None
+    ) -> List[torch.Tensor]:
+        """``tokens``: ``[B, T, P]``; returns one ``[B, T, 2P]`` tensor per layer, zero past each length.
+
+        ``types``: optional ``[B, T]`` ids, equal where tokens are equal (the first layer's input products
+        are then computed once per distinct token and chunk of steps at inference).
+        """
         batch, steps, _ = tokens.shape
         lengths_cpu = lengths.cpu()
         order = torch.argsort(lengths_cpu, descending=True, stable=True)
@@ -155,6 +173,9 @@ class BiLSTM(nn.Module):
         x = tokens.index_select(0, order_dev)
         reverse = _reverse_index(sorted_lengths, steps).to(tokens.device)
         x = torch.stack([x, _gather_time(x, reverse)])
+        if types is not None:
+            types = types.to(tokens.device).index_select(0, order_dev)
+            types = torch.stack([types, types.gather(1, reverse)])
         mask = (torch.arange(steps).unsqueeze(0) < sorted_lengths.unsqueeze(1)).to(tokens.device)
         mask = mask.unsqueeze(-1).to(tokens.dtype)
         unsort = torch.argsort(order_dev)
@@ -162,7 +183,7 @@ class BiLSTM(nn.Module):
         with ieee_fp32():
             for index, layer in enumerate(self.layers):
                 inputs = F.dropout(x, self.dropout, self.training) if self.dropout else x
-                out = layer(inputs, batch_sizes)
+                out = layer(inputs, batch_sizes, types if index == 0 else None)
                 if index > 0 and self.options.use_skip_connections:
                     out = out + x
                 x = out
@@ -203,6 +224,14 @@ def _both_directions(run: Callable[[int], None], device: torch.device) -> None:
             future.result()
     finally:
         torch.set_num_threads(threads)
+
+
+def _distinct(rows: torch.Tensor, ids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The rows of ``rows`` with distinct ``ids`` (first occurrences), and each row's index among them."""
+    distinct, inverse = torch.unique(ids, return_inverse=True)
+    first = torch.full((len(distinct),), len(ids), dtype=ids.dtype, device=ids.device)
+    first.scatter_reduce_(0, inverse, torch.arange(len(ids), device=ids.device), "amin")
+    return rows.index_select(0, first), inverse
 
 
 def _reverse_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
