@@ -7,8 +7,8 @@ steps only compute the sequences still running.
 
 With autograd on, both directions run together, one batched multiply per step. Without (inference)
 each direction runs its own loop, the two at once on CPU (:func:`_both_directions`), on oneDNN products
-(see :mod:`.precision`), with the input products of ``TIME_CHUNK`` steps in one multiply and the gates
-updated in place: fewer, larger operations.
+(see :mod:`.precision`), with the input products of ``TIME_CHUNK`` steps in one multiply (the first
+layer's once per distinct token) and the gates updated in place: fewer, larger operations.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor, wait
