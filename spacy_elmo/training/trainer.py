@@ -295,7 +295,8 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
             say(f"step {step}: held-out perplexity {dev_result['ppl']:.2f} (forward {dev_result['fwd_ppl']:.2f}, "
                 f"backward {dev_result['bwd_ppl']:.2f}; unigram {unigram:.1f})")
 
-    bar = tqdm(total=config.max_steps, initial=step, disable=not ctx.is_main, dynamic_ncols=True, mininterval=1.0)
+    total = None if config.max_minutes else config.max_steps  # a time budget: no step count to show an ETA for
+    bar = tqdm(total=total, initial=step, disable=not ctx.is_main, dynamic_ncols=True, mininterval=1.0)
     while step < config.max_steps:
         spent = _time_spent(started, deadline, ctx)
         if spent >= 1.0:
