@@ -102,6 +102,15 @@ def _pipe(mode: str, options: Path, weights: Path, sentences: List[List[str]]
     return sum(len(nlp.make_doc(t)) for t in texts), get_embedder(elmo.model).cache.clear, run
 
 
+def _speeds(line: str, ours: Dict[str, float], modes: List[str], prefix: str) -> str:
+    """``line`` followed by the tokens/s of each mode (result keys ``{prefix}{mode}_tokens_per_s``) and their ratio."""
+    speed = {mode: ours[f"{prefix}{mode}_tokens_per_s"] for mode in modes}
+    line += "".join(f" | {mode} {value:9,.0f} tok/s" for mode, value in speed.items())
+    if "fast" in speed and "exact" in speed:
+        line += f" | fast/exact {speed['fast'] / speed['exact']:.2f}x"
+    return line
+
+
 def compare(ours_path: Path, reference_path: Path) -> float:
     import numpy
 
@@ -148,23 +157,14 @@ def main() -> None:
         options, weights = C.weight_files(size)
         ours_path = C.WORK / f"ours_{size}.npz"
         begin = time.perf_counter()
-        cmd = [sys.executable, __file__, "--worker", size, "--sentences", str(corpus), "--keep-path", str(ours_path), "--warm-text", str(warm_text),
-               "--threads", str(args.threads), "--repeats", str(args.repeats), "--keep", str(args.keep),
+        cmd = [sys.executable, __file__, "--worker", size, "--sentences", str(corpus), "--keep-path", str(ours_path),
+               "--warm-text", str(warm_text), "--threads", str(args.threads), "--repeats", str(args.repeats), "--keep", str(args.keep),
                "--modes", *args.modes] + ([] if args.pipe else ["--no-pipe"])
         ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-        line = f"{size:9s} | peak RSS {ours['peak_rss_mb']:,.0f} MB"
-        for mode in args.modes:
-            line += f" | {mode} {ours[f'{mode}_tokens_per_s']:9,.0f} tok/s"
-        if "fast" in args.modes and "exact" in args.modes:
-            line += f" | fast/exact {ours['fast_tokens_per_s'] / ours['exact_tokens_per_s']:.2f}x"
-        print(line)
+        print(_speeds(f"{size:9s} | peak RSS {ours['peak_rss_mb']:,.0f} MB", ours, args.modes, ""))
         if args.warm_tokens:
-            line = f"{'':9s} | warm cache ({args.warm_tokens:,} tokens of the text that follows; {ours['warm_hit_rate']:.0%} of tokens hit)"
-            for mode in args.modes:
-                line += f" | {mode} {ours[f'warm_{mode}_tokens_per_s']:9,.0f} tok/s"
-            if "fast" in args.modes and "exact" in args.modes:
-                line += f" | fast/exact {ours['warm_fast_tokens_per_s'] / ours['warm_exact_tokens_per_s']:.2f}x"
-            print(line)
+            print(_speeds(f"{'':9s} | warm cache ({args.warm_tokens:,} tokens of the text that follows; "
+                          f"{ours['warm_hit_rate']:.0%} of tokens hit)", ours, args.modes, "warm_"))
         if args.pipe:
             for mode in args.modes:
                 pipe = ours[f"pipe_{mode}_tokens_per_s"]
