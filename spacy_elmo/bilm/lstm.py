@@ -95,7 +95,6 @@ class BiLSTMLayer(nn.Module):
             h = x.new_zeros(batch, proj, dtype=dtype)
             c = x.new_zeros(batch, cells)  # the cell state stays float32 in every mode
             hidden = x.new_empty(batch, cells, dtype=dtype)
-            clip = self.proj_clip or float("inf")
             for t0 in range(0, steps, TIME_CHUNK):
                 t1 = min(t0 + TIME_CHUNK, steps)
                 # only the rows still running at each step, packed: no product for padding
@@ -122,7 +121,9 @@ class BiLSTMLayer(nn.Module):
                         c.clamp_(-self.cell_clip, self.cell_clip)
                     # o * tanh(c) = 2 (sigmoid(2c) - 1/2) o: the 2 is folded into the projection's weights
                     torch.mul(c, 2.0, out=hidden[:active]).sigmoid_().sub_(0.5).mul_(o)
-                    h = linear(hidden[:active], w_proj[d]).clamp_(-clip, clip)
+                    h = linear(hidden[:active], w_proj[d])
+                    if self.proj_clip:
+                        h.clamp_(-self.proj_clip, self.proj_clip)
                     out[d, t, :active] = h
 
         _both_directions(direction, x.device)
