@@ -64,6 +64,10 @@ def gather(obj: Any, ctx: Context) -> List[Any]:
     return out
 
 
-def teardown(ctx: Context) -> None:
+def teardown(ctx: Context, finished: bool) -> None:
+    """Leave the process group. After a finished run, wait for every rank first: a rank that closes its
+    gloo connections while another still sends on them can abort at exit."""
     if ctx.distributed and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

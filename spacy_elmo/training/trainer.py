@@ -186,10 +186,13 @@ def pretrain(
     if not resume and options is None and init_weights is None:
         raise ValueError("Give an options file (--options) or weights to continue from (--init-weights)")
     ctx = distributed.setup(device)
+    finished = False
     try:
-        return _pretrain(ctx, texts, Path(output), config, options, init_weights, init_options, dev_texts, resume)
+        summary = _pretrain(ctx, texts, Path(output), config, options, init_weights, init_options, dev_texts, resume)
+        finished = True
+        return summary
     finally:
-        distributed.teardown(ctx)
+        distributed.teardown(ctx, finished)
 
 
 def _pretrain(ctx, texts, output, config, options, init_weights, init_options, dev_texts, resume):
