@@ -1,9 +1,9 @@
 """The first N lines of each text file (all of them for N = 0), shuffled together into one file.
 
-The pretraining reads a file's lines in order (shuffled only within chunks, as bilm-tf reads its shards):
-two files of different text (tweets, short intent requests) would be trained on one after the other, and
-the last one would shape the annealed end of a short run. Mixed, every chunk holds both.
+The project's raw text: the CI run's small slice (``--limit``), and one shuffle over all lines. The pretraining
+itself mixes its input files only chunk by chunk (20,000 lines, shuffled within the chunk).
 """
+
 import random
 from itertools import islice
 from pathlib import Path

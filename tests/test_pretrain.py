@@ -154,13 +154,39 @@ def test_plan_and_shard_cover_every_sequence_within_budget():
 
 
 def test_batch_stream_resumes_at_any_position(corpus):
-    stream = BatchStream([corpus, corpus], Tokenizer("en", 30), 128, seed=3, heldout=0.1, chunk_items=50)
+    stream = BatchStream([corpus, corpus], Tokenizer("en", 30), 128, seed=3, heldout=0.1, chunk_items=100)
     run = stream.start(Position())
-    first = [next(run) for _ in range(40)]  # crosses chunks, files and an epoch
-    assert len({p.epoch for p, _ in first}) >= 1 and len({(p.file, p.offset) for p, _ in first}) > 3
-    position, _ = first[16]
-    resumed = stream.start(position)
-    assert [next(resumed) for _ in range(23)] == first[17:]
+    first = [next(run) for _ in range(150)]  # crosses chunks and an epoch
+    assert {p.epoch for p, _ in first} == {0, 1, 2} and len({p.offsets for p, _ in first}) > 6
+    for index in (16, 35, 100):
+        position, _ = first[index]
+        restored = Position.restore([position.epoch, list(position.offsets), position.batch], 2)
+        resumed = stream.start(restored)
+        assert [next(resumed) for _ in range(149 - index)] == first[index + 1 :]
+    with pytest.raises(ValueError, match="older spacy-elmo"):
+        Position.restore([0, 0, 120, 3], 2)
+    with pytest.raises(ValueError, match="read 3 input files, this run has 2"):
+        Position.restore([0, [0, 5, 9], 1], 2)
+
+
+def test_batch_stream_mixes_the_files_in_every_chunk(tmp_path):
+    """Files of unlike text are read side by side, in shares by size, and each line is used once per epoch."""
+    big, small = tmp_path / "big.txt", tmp_path / "small.txt"
+    big.write_text("".join(f"tweet number {i:04d}\n" for i in range(600)))
+    small.write_text("".join(f"alarm set at {i:04d}\n" for i in range(200)))
+    stream = BatchStream([big, small], Tokenizer("en", 30), 64, seed=0, heldout=0.0, chunk_items=80)
+    epoch0 = []
+    chunks = {}
+    for position, batch in stream.start(Position()):
+        if position.epoch:
+            break
+        epoch0.extend(batch)
+        chunks.setdefault(position.offsets, []).extend(batch)
+    assert sorted(" ".join(s) for s in epoch0) == sorted(big.read_text().splitlines() + small.read_text().splitlines())
+    assert len(chunks) >= 9
+    for sequences in chunks.values():  # every chunk holds both kinds, 3 tweets per request (the sizes)
+        tweets = sum(s[0] == "tweet" for s in sequences)
+        assert 0 < len(sequences) - tweets and tweets == 3 * (len(sequences) - tweets)
 
 
 def test_tensorize_targets():

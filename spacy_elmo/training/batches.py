@@ -1,8 +1,10 @@
-"""Deterministic, resumable batches: a pure function of (seed, epoch, file, chunk offset).
+"""Deterministic, resumable batches: a pure function of (seed, epoch, the files' offsets at a chunk's start).
 
-Each epoch visits the files in a seeded order and every file in chunks; a chunk's sequences are sorted by
-length (random tie-break), cut into batches of at most ``budget`` padded tokens (sentence marks included)
-and the batches shuffled. A :class:`Position` names the next batch, so a run resumes by re-reading one chunk.
+Each epoch reads all files side by side: a chunk takes from every file a share of items in proportion to the
+file's size, so files of different text are mixed all through an epoch and run out together. A chunk's
+sequences are sorted by length (random tie-break), cut into batches of at most ``budget`` padded tokens
+(sentence marks included) and the batches shuffled. A :class:`Position` names the next batch, so a run
+resumes by re-reading one chunk.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,19 +14,30 @@ import numpy
 import torch
 
 from ..bilm.characters import BOS_IDS, EOS_IDS, word_to_ids
-from .corpus import CorpusStats, Tokenizer, read_chunk
+from .corpus import CorpusStats, Item, Tokenizer, read_chunk
 from .vocab import Vocab
 
 Sequences = List[List[str]]
 
 
 class Position(NamedTuple):
-    """The next batch: ``batch`` of the chunk at ``offset`` of the ``file``-th file of ``epoch``'s order."""
+    """The next batch: ``batch`` of ``epoch``'s chunk that starts at ``offsets`` (one per file, -1 once a file
+    has run out; empty: the start of the epoch)."""
 
     epoch: int = 0
-    file: int = 0
-    offset: int = 0
+    offsets: Tuple[int, ...] = ()
     batch: int = 0
+
+    @classmethod
+    def restore(cls, saved: Sequence[object], n_files: int) -> "Position":
+        """The position as a checkpoint stores it (``[epoch, offsets, batch]``), checked against the files."""
+        if len(saved) != 3 or not isinstance(saved[1], (list, tuple)):
+            raise ValueError(f"The checkpoint's data position {list(saved)} is from an older spacy-elmo, which read "
+                             f"the files one after the other; start a new run (--init-weights keeps the biLM)")
+        epoch, offsets, batch = saved
+        if offsets and len(offsets) != n_files:
+            raise ValueError(f"The checkpoint read {len(offsets)} input files, this run has {n_files}")
+        return cls(int(epoch), tuple(int(o) for o in offsets), int(batch))
 
 
 @dataclass
@@ -113,34 +126,38 @@ class BatchStream:
         self.budget = budget
         self.seed = seed
         self.heldout = heldout
-        self.chunk_items = chunk_items
         self.min_sequences = min_sequences
+        sizes = [max(path.stat().st_size, 1) for path in self.files]
+        self.shares = [max(1, round(chunk_items * size / sum(sizes))) for size in sizes]
 
-    def file_order(self, epoch: int) -> List[int]:
-        return [int(i) for i in numpy.random.default_rng([self.seed, epoch]).permutation(len(self.files))]
-
-    def chunk(self, epoch: int, file: int, offset: int) -> Tuple[List[Sequences], int]:
-        """The planned batches of one chunk and the offset of the next chunk (-1 at the end of the file)."""
-        path = self.files[self.file_order(epoch)[file]]
-        items, after = read_chunk(path, offset, self.chunk_items, self.heldout, CorpusStats())
-        sequences = self.tokenizer(items)
-        rng = numpy.random.default_rng([self.seed, epoch, file, offset])
-        batches = [b for b in plan(sequences, self.budget, rng) if len(b) >= self.min_sequences]
-        return batches, after
+    def chunk(self, epoch: int, offsets: Tuple[int, ...]) -> Tuple[List[Sequences], Tuple[int, ...]]:
+        """The planned batches of the chunk at ``offsets`` and the offsets of the next chunk."""
+        items: List[Item] = []
+        after: List[int] = []
+        for path, offset, share in zip(self.files, offsets, self.shares):
+            if offset < 0:
+                after.append(-1)
+                continue
+            taken, next_offset = read_chunk(path, offset, share, self.heldout, CorpusStats())
+            items.extend(taken)
+            after.append(next_offset)
+        rng = numpy.random.default_rng([self.seed, epoch, *(offset + 1 for offset in offsets)])
+        batches = [b for b in plan(self.tokenizer(items), self.budget, rng) if len(b) >= self.min_sequences]
+        return batches, tuple(after)
 
     def start(self, position: Position) -> Iterator[Tuple[Position, Sequences]]:
         """Batches from ``position`` on, for ever."""
-        epoch, file, offset, first = position
+        epoch, offsets, first = position.epoch, position.offsets, position.batch
+        from_start = not offsets
         while True:
+            offsets = offsets or (0,) * len(self.files)
             yielded = False
-            while file < len(self.files):
-                while offset >= 0:
-                    batches, after = self.chunk(epoch, file, offset)
-                    for b in range(first, len(batches)):
-                        yielded = True
-                        yield Position(epoch, file, offset, b + 1), batches[b]
-                    offset, first = after, 0
-                file, offset = file + 1, 0
-            if not yielded and position == Position():
+            while any(offset >= 0 for offset in offsets):
+                batches, after = self.chunk(epoch, offsets)
+                for b in range(first, len(batches)):
+                    yielded = True
+                    yield Position(epoch, offsets, b + 1), batches[b]
+                offsets, first = after, 0
+            if from_start and not yielded:
                 raise ValueError("The training text gives no batches (too little text for the batch size?)")
-            epoch, file, position = epoch + 1, 0, Position()
+            epoch, offsets, from_start = epoch + 1, (), True

@@ -249,7 +249,8 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
         lm.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        step, position, tokens_seen = state["step"], Position(*state["position"]), state["tokens_seen"]
+        step, tokens_seen = state["step"], state["tokens_seen"]
+        position = Position.restore(state["position"], len(files))
         progress = state.get("progress", 0.0)
         torch.set_rng_state(state["rng"][ctx.rank])
         if ctx.device.type == "cuda":
@@ -284,7 +285,8 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
         save_state({
             "config": dataclasses.asdict(config), "options": bilm.options.to_dict(), "cutoffs": list(cutoffs),
             "model": lm.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "step": step, "position": list(position), "tokens_seen": tokens_seen, "rng": rng, "cuda_rng": cuda_rng,
+            "step": step, "position": [position.epoch, list(position.offsets), position.batch],
+            "tokens_seen": tokens_seen, "rng": rng, "cuda_rng": cuda_rng,
             "world": ctx.world, "fingerprint": list(data.fingerprint()), "progress": progress,
         }, output / CHECKPOINT)
         save_bilm_atomic(bilm, output)
