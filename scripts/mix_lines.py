@@ -1,7 +1,8 @@
 """The first N lines of each text file (all of them for N = 0), shuffled together into one file.
 
-The project's raw text: the CI run's small slice (``--limit``), and one shuffle over all lines. The pretraining
-itself mixes its input files only chunk by chunk (20,000 lines, shuffled within the chunk).
+The project's raw text is prepared as bilm-tf expects its shards: shuffled beforehand. The WNUT-17 source
+pool comes in blocks by source (tweets, then YouTube comments, ...), and the pretraining shuffles only within
+chunks of 20,000 lines (it mixes its input files, not the order inside one). ``--limit``: the CI run's slice.
 """
 
 import random
