@@ -21,7 +21,7 @@ from torch import nn
 from .options import LSTMOptions
 from .precision import WeightCache, ieee_fp32, inference_dtype, linear, linear_add, needs_grad, pack
 
-TIME_CHUNK = 16  # steps whose input products are computed together at inference (bounds their memory)
+TIME_CHUNK = 4  # steps whose input products are computed together at inference: their gates stay in cache
 
 
 class BiLSTMLayer(nn.Module):
