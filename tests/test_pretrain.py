@@ -124,6 +124,36 @@ def test_jsonl_and_spacy_inputs(tmp_path):
         ["The", "cat", "sat"], ["on", "the", "mat"], ["."], ["Big", "dog"]]
 
 
+def test_spacy_input_words_match_the_docs_from_any_offset(tmp_path):
+    """The ORTH-column reader gives what spaCy's own Docs give, with tags, entities and spaces stored."""
+    import spacy
+    from spacy.tokens import Doc, DocBin
+
+    nlp = spacy.blank("en")
+    docs = [nlp("Ünïcode 🙂 names:  Ada Lovelace\n\nmet Bob."), nlp(" "), nlp("x" * 60 + " end")]
+    docs.append(Doc(nlp.vocab, words=["New", "York", "\t", "is"], tags=["NNP", "NNP", "_SP", "VBZ"],
+                    ents=["B-GPE", "I-GPE", "O", "O"]))
+    path = tmp_path / "c.spacy"
+    DocBin(attrs=["ORTH", "TAG", "ENT_IOB", "ENT_TYPE"], docs=docs).to_disk(path)
+    expected = [[t.text for t in d if not t.is_space] for d in DocBin().from_disk(path).get_docs(nlp.vocab)]
+    assert expected[1] == [] and "\t" not in expected[3]
+    for offset in range(len(docs) + 1):
+        stats = CorpusStats()
+        got = list(read_items(path, offset, stats))
+        want = [(i + 1, w) for i, w in enumerate(expected) if i >= offset and w]
+        assert got == want
+        assert stats.blank == (1 if offset <= 1 else 0)
+    data = bytearray(path.read_bytes())
+    (tmp_path / "cut.spacy").write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(ValueError, match="cut.spacy is not a readable .spacy file"):
+        list(read_items(tmp_path / "cut.spacy", 0, CorpusStats()))
+    stripped = DocBin(docs=docs)
+    stripped.strings = set()  # words whose strings the file lacks
+    stripped.to_disk(tmp_path / "nostrings.spacy")
+    with pytest.raises(ValueError, match="nostrings.spacy is not a readable .spacy file"):
+        list(read_items(tmp_path / "nostrings.spacy", 0, CorpusStats()))
+
+
 # vocabulary and batches -------------------------------------------------------------------------------------
 
 def test_vocab_build_counts_and_file(tmp_path):

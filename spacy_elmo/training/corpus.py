@@ -136,15 +136,28 @@ def _jsonl_text(line: str, path: Path, stats: CorpusStats) -> Optional[str]:
 
 
 def _read_spacy(path: Path, offset: int, stats: CorpusStats) -> Iterator[Tuple[int, List[str]]]:
-    import spacy
+    """The words of each Doc from ``offset`` on, read from the file's ORTH column (``DocBin`` keeps it
+    first) and strings: no ``Doc`` is built, so a chunk costs the file's load, not a decoding of every Doc."""
+    from spacy.attrs import ORTH
+    from spacy.strings import StringStore
     from spacy.tokens import DocBin
 
-    try:
-        docs = list(DocBin().from_disk(path).get_docs(spacy.blank("xx").vocab))
-    except Exception as err:  # DocBin raises several types on corrupt files
-        raise ValueError(f"Input file {path} is not a readable .spacy file: {err}") from err
-    for index in range(offset, len(docs)):
-        words = [t.text for t in docs[index] if not t.is_space]
+    def unreadable(err: Exception) -> ValueError:
+        return ValueError(f"Input file {path} is not a readable .spacy file: {err}")
+
+    try:  # DocBin raises several types on corrupt files
+        doc_bin = DocBin().from_disk(path)
+        strings = StringStore(doc_bin.strings)
+    except Exception as err:
+        raise unreadable(err) from err
+    if doc_bin.attrs[:1] != [ORTH]:
+        raise unreadable(ValueError("its first column is not ORTH"))
+    for index in range(offset, len(doc_bin.tokens)):
+        try:
+            words = [strings[orth] for orth in doc_bin.tokens[index][:, 0].tolist()]
+        except (KeyError, IndexError) as err:
+            raise unreadable(err) from err
+        words = [w for w in words if not w.isspace()]  # spaCy's Token.is_space
         if words:
             stats.lines += 1
             yield index + 1, words
