@@ -126,5 +126,7 @@ def test_distinct_token_input_products_change_nothing(tiny_files):
     with torch.no_grad():
         plain = bilm.contextualize(vectors[types], lengths)
         distinct = bilm.contextualize(vectors[types], lengths, types)
-    assert torch.abs(plain - distinct).max() <= 1e-6
+    # the paths differ only in rounding (the plain one stacks [x; h] into one product with a sigmoid post-op);
+    # a wrong row in the gather would move the outputs by tenths
+    assert torch.abs(plain - distinct).max() <= 1e-5
     assert torch.abs(plain[1:]).max() > 0.1

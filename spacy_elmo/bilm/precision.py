@@ -83,14 +83,18 @@ def inference_dtype() -> torch.dtype:
     return FAST_DTYPE if _MODE.get() == "fast" else torch.float32
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``x @ weight.T (+ bias)`` for inference: oneDNN on CPU, ``F.linear`` elsewhere.
+def linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, sigmoid: bool = False
+) -> torch.Tensor:
+    """``x @ weight.T (+ bias)``, then the sigmoid if asked, for inference: oneDNN on CPU (the sigmoid
+    as a post-op, on the output while it is in cache), ``F.linear`` elsewhere.
 
     ``weight`` is ``[out, in]``, from :func:`pack`; ``x``, ``weight`` and ``bias`` share a dtype.
     """
     if _ONEDNN and x.device.type == "cpu":
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-    return F.linear(x, weight, bias)
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "sigmoid" if sigmoid else "none", [], "")
+    out = F.linear(x, weight, bias)
+    return out.sigmoid_() if sigmoid else out
 
 
 def pack(weight: torch.Tensor, rows: int = 128) -> torch.Tensor:
