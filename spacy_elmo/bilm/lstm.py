@@ -84,11 +84,11 @@ class BiLSTMLayer(nn.Module):
     def _forward_inference(
         self, x: torch.Tensor, batch_sizes: Sequence[int], dtype: torch.dtype, types: Optional[torch.Tensor]
     ) -> torch.Tensor:
-        _, batch, steps, dim = x.shape
+        _, batch, steps, _ = x.shape
         cells, proj = self.weight_proj.shape[1:]
         # without types, each step's gates come from one product of [x_t; h] with [W_ih; W_hh] and a sigmoid
-        # post-op (on CPU about 20% faster than separate input and recurrent products); with types, from
-        # input products per chunk of steps and distinct row, plus the recurrent product
+        # post-op (on CPU faster than separate input and recurrent products: benchmarks/bench_breakdown.py);
+        # with types, from input products per chunk of steps and distinct row, plus the recurrent product
         stacked = types is None
         w_in, w_hh, w_proj, bias = self._inference_weights(dtype, stacked)
         xt = x.transpose(1, 2).to(dtype)  # [2, T, B, D] time-major: a step's rows are contiguous
@@ -116,19 +116,12 @@ class BiLSTMLayer(nn.Module):
             inputs = None if stacked else input_gates(d)
             for t in range(steps):
                 active = batch_sizes[t]
-                # the j gate's weights are doubled: tanh(z) = 2 sigmoid(2z) - 1 (within 2e-7), and torch's
-                # CPU tanh costs 3x a sigmoid
                 if inputs is None:
                     sig = linear(torch.cat([xt[d, t, :active], h[:active]], dim=1), w_in[d], bias[d], sigmoid=True)
                 else:
                     sig = linear_add(h[:active], w_hh[d], next(inputs)).sigmoid_()
-                i, f, o = sig[:, :cells], sig[:, 2 * cells : 3 * cells], sig[:, 3 * cells :]
-                c = c[:active].mul_(f)
-                c.addcmul_(i, sig[:, cells : 2 * cells], value=2.0).sub_(i)
-                if self.cell_clip:
-                    c.clamp_(-self.cell_clip, self.cell_clip)
-                # o * tanh(c) = 2 (sigmoid(2c) - 1/2) o: the 2 is folded into the projection's weights
-                torch.mul(c, 2.0, out=hidden[:active]).sigmoid_().sub_(0.5).mul_(o)
+                c = c[:active]
+                cell_step(sig, c, hidden[:active], self.cell_clip)
                 h = linear(hidden[:active], w_proj[d])
                 if self.proj_clip:
                     h.clamp_(-self.proj_clip, self.proj_clip)
@@ -237,6 +230,21 @@ def _both_directions(run: Callable[[int], None], device: torch.device) -> None:
             future.result()
     finally:
         torch.set_num_threads(threads)
+
+
+def cell_step(sig: torch.Tensor, c: torch.Tensor, hidden: torch.Tensor, cell_clip: float) -> None:
+    """One inference step's elementwise work, in place: ``c = clip(f c + i tanh(j))`` and
+    ``hidden = o tanh(c) / 2``, from ``sig``, the sigmoids of the gates i, j, f, o.
+
+    The j gate's pre-activation is doubled in the weights, so ``tanh(j) = 2 sig_j - 1`` (within 2e-7;
+    torch's CPU tanh costs 3x a sigmoid); ``o tanh(c) = 2 (sigmoid(2c) - 1/2) o``, its 2 folded into the
+    projection's weights.
+    """
+    i, j, f, o = sig.split(c.shape[1], dim=1)
+    c.mul_(f).addcmul_(i, j, value=2.0).sub_(i)
+    if cell_clip:
+        c.clamp_(-cell_clip, cell_clip)
+    torch.mul(c, 2.0, out=hidden).sigmoid_().sub_(0.5).mul_(o)
 
 
 def _distinct(rows: torch.Tensor, ids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -136,8 +136,8 @@ def _jsonl_text(line: str, path: Path, stats: CorpusStats) -> Optional[str]:
 
 
 def _read_spacy(path: Path, offset: int, stats: CorpusStats) -> Iterator[Tuple[int, List[str]]]:
-    """The words of each Doc from ``offset`` on, read from the file's ORTH column (``DocBin`` keeps it
-    first) and strings: no ``Doc`` is built, so a chunk costs the file's load, not a decoding of every Doc."""
+    """The words of each Doc from ``offset`` on, read from the file's ORTH column and strings: no ``Doc``
+    is built, so a chunk costs the file's load, not a decoding of every Doc."""
     from spacy.attrs import ORTH
     from spacy.strings import StringStore
     from spacy.tokens import DocBin
@@ -145,16 +145,15 @@ def _read_spacy(path: Path, offset: int, stats: CorpusStats) -> Iterator[Tuple[i
     def unreadable(err: Exception) -> ValueError:
         return ValueError(f"Input file {path} is not a readable .spacy file: {err}")
 
-    try:  # DocBin raises several types on corrupt files
+    try:  # DocBin raises several types on corrupt files; ValueError: no ORTH column
         doc_bin = DocBin().from_disk(path)
         strings = StringStore(doc_bin.strings)
+        column = doc_bin.attrs.index(ORTH)
     except Exception as err:
         raise unreadable(err) from err
-    if doc_bin.attrs[:1] != [ORTH]:
-        raise unreadable(ValueError("its first column is not ORTH"))
     for index in range(offset, len(doc_bin.tokens)):
         try:
-            words = [strings[orth] for orth in doc_bin.tokens[index][:, 0].tolist()]
+            words = [strings[orth] for orth in doc_bin.tokens[index][:, column].tolist()]
         except (KeyError, IndexError) as err:
             raise unreadable(err) from err
         words = [w for w in words if not w.isspace()]  # spaCy's Token.is_space
