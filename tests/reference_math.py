@@ -145,3 +145,30 @@ def elmo_layers(arrays, opts, words: Sequence[str]) -> numpy.ndarray:
     layers = [numpy.concatenate([x, x], axis=-1)]
     layers += [numpy.concatenate([f, b], axis=-1) for f, b in zip(fwd, bwd)]
     return numpy.stack(layers)[:, 1:-1]
+
+
+def lm_top_states(arrays, opts, words: Sequence[str]):
+    """The top LSTM layer of each direction over ``<S> words </S>``: two ``[len(words) + 2, P]`` float64."""
+    x = token_vectors(arrays, opts, [256, *words, 257])
+    return lstm_direction(arrays, opts, x, 0)[-1], lstm_direction(arrays, opts, x, 1)[-1]
+
+
+def log_softmax(z: numpy.ndarray) -> numpy.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - numpy.log(numpy.exp(z).sum(axis=-1, keepdims=True))
+
+
+def adaptive_log_probs(head: Dict[str, numpy.ndarray], cutoffs: Sequence[int], vocab_size: int,
+                       states: numpy.ndarray) -> numpy.ndarray:
+    """``[N, vocab_size]`` log probabilities of an adaptive softmax (Grave et al. 2017) from its arrays: the
+    head scores the shortlist and one entry per tail cluster; a word in cluster i gets that entry's log
+    probability plus its own within the cluster (a two-factor low-rank projection)."""
+    h = {k: v.astype(numpy.float64) for k, v in head.items()}
+    bounds = [*cutoffs, vocab_size]
+    head_lp = log_softmax(states @ h["head.weight"].T + h.get("head.bias", 0.0))
+    out = numpy.empty((len(states), vocab_size))
+    out[:, : bounds[0]] = head_lp[:, : bounds[0]]
+    for i, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+        tail = log_softmax(states @ h[f"tail.{i}.0.weight"].T @ h[f"tail.{i}.1.weight"].T)
+        out[:, start:stop] = tail + head_lp[:, bounds[0] + i : bounds[0] + i + 1]
+    return out

@@ -362,3 +362,115 @@ def test_continue_training_a_published_bilm(tiny_files, tiny_arrays, corpus, tmp
         from spacy_elmo.bilm import preset
 
         run([corpus], tmp_path / "x", small_config(), options=preset("small"), init_weights=tmp_path / "same")
+
+
+# the LM's own scores ----------------------------------------------------------------------------------------
+
+SCORED = [["the", "cat", "sat", "on", "the", "mat", "."], ["a", "zyzzyva", "ran"], ["dog"]]
+
+
+@pytest.fixture(scope="module")
+def reference_lm(trained, tmp_path_factory):
+    """The trained LM's arrays in the published layout, its head's arrays and its vocabulary, read back with
+    h5py and json alone, for the independent float64 maths."""
+    import h5py
+
+    out = tmp_path_factory.mktemp("ref")
+    result = CliRunner().invoke(app, ["export", str(trained), str(out)])
+    assert result.exit_code == 0, result.output
+    with h5py.File(out / "weights.hdf5", "r") as f:
+        arrays = {}
+        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    head = {k: v.numpy() for k, v in torch.load(trained / "lm_head.pt", weights_only=True).items()}
+    config = json.loads((trained / "lm_head.json").read_text())
+    tokens = (trained / "vocab.txt").read_text(encoding="utf8").splitlines()
+    return arrays, json.loads((out / "options.json").read_text()), head, config, tokens
+
+
+def reference_scores(reference_lm, words):
+    """Per-target log probabilities (forward: words then </S>; backward: <S> then words) and the two full
+    distributions, from the published maths and the adaptive softmax's arrays."""
+    arrays, opts, head, config, tokens = reference_lm
+    index = {t: i for i, t in enumerate(tokens)}
+    ids = [index["<S>"]] + [index.get(w, index["<UNK>"]) for w in words] + [index["</S>"]]
+    fwd, bwd = R.lm_top_states(arrays, opts, words)
+    fwd_lp = R.adaptive_log_probs(head, config["cutoffs"], len(tokens), fwd[:-1])
+    bwd_lp = R.adaptive_log_probs(head, config["cutoffs"], len(tokens), bwd[1:])
+    steps = numpy.arange(len(words) + 1)
+    return fwd_lp[steps, ids[1:]], bwd_lp[steps, ids[:-1]], fwd_lp, bwd_lp
+
+
+def test_sentence_scores_match_the_reference_maths(trained, reference_lm):
+    from spacy_elmo.training import LMScorer
+
+    scores = LMScorer.from_dir(trained).score(SCORED)
+    for words, score in zip(SCORED, scores):
+        fwd, bwd, _, _ = reference_scores(reference_lm, words)
+        numpy.testing.assert_allclose(score.fwd_log_probs, fwd, atol=1e-4)
+        numpy.testing.assert_allclose(score.bwd_log_probs, bwd, atol=1e-4)
+        assert score.n_targets == len(words) + 1
+        assert score.fwd_ppl == pytest.approx(numpy.exp(-fwd.mean()), rel=1e-4)
+        assert score.ppl == pytest.approx(numpy.exp(-(fwd.mean() + bwd.mean()) / 2), rel=1e-4)
+    assert [s.n_unknown for s in scores] == [0, 1, 0]
+
+
+def test_sentence_scores_do_not_depend_on_batch_mates_and_add_up_to_evaluate(trained, corpus):
+    from spacy_elmo.training import LMScorer
+
+    lm, vocab, head = load_lm(trained)
+    seqs = Tokenizer(head["lang"], head["max_length"])([t for _, t in read_items(corpus, 0, CorpusStats())])[:40]
+    together = LMScorer(lm, vocab, batch_tokens=64).score(seqs)
+    alone = [LMScorer(lm, vocab).score([s])[0] for s in seqs[:5]]
+    for a, b in zip(alone, together):
+        numpy.testing.assert_allclose(a.fwd_log_probs, b.fwd_log_probs, atol=1e-5)
+        numpy.testing.assert_allclose(a.bwd_log_probs, b.bwd_log_probs, atol=1e-5)
+    expected = evaluate(lm, vocab, seqs, 4096, torch.device("cpu"))
+    n = sum(s.n_targets for s in together)
+    assert n == expected["tokens"]
+    assert math.exp(-sum(s.fwd_log_prob for s in together) / n) == pytest.approx(expected["fwd_ppl"], rel=1e-5)
+    assert math.exp(-sum(s.bwd_log_prob for s in together) / n) == pytest.approx(expected["bwd_ppl"], rel=1e-5)
+
+
+def test_top_k_words_match_the_reference_distribution_and_never_see_their_slot(trained, reference_lm):
+    from spacy_elmo.training import LMScorer
+
+    scorer = LMScorer.from_dir(trained)
+    tokens = reference_lm[4]
+    words = SCORED[0]
+    _, _, fwd_lp, bwd_lp = reference_scores(reference_lm, words)
+    for position in (0, 3, len(words)):
+        top = scorer.predict(words, position, k=5)
+        best = numpy.argsort(-fwd_lp[position])[:5]
+        assert [w for w, _ in top] == [tokens[i] for i in best]
+        numpy.testing.assert_allclose([p for _, p in top], numpy.exp(fwd_lp[position][best]), atol=1e-5)
+        changed = words[:position] + ["dog"] * (len(words) - position)
+        assert [w for w, _ in scorer.predict(changed, position, k=5)] == [w for w, _ in top]
+    for position in (-1, 2, len(words) - 1):
+        top = scorer.predict(words, position, k=3, direction="backward")
+        best = numpy.argsort(-bwd_lp[position + 1])[:3]
+        assert [w for w, _ in top] == [tokens[i] for i in best]
+        changed = ["dog"] * (position + 1) + words[position + 1 :]
+        assert [w for w, _ in scorer.predict(changed, position, k=3, direction="backward")] == [w for w, _ in top]
+    everything = scorer.predict(words, 2, k=len(tokens))
+    assert math.fsum(p for _, p in everything) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_scores_need_an_lm_head_and_valid_positions(trained, reference_lm, tmp_path):
+    from spacy_elmo.training import LMScorer
+
+    published = tmp_path / "published"
+    R.write_published(published, reference_lm[1], reference_lm[0])
+    with pytest.raises(ValueError, match="published biLMs have no LM head"):
+        LMScorer.from_dir(published / "weights.hdf5")
+    CliRunner().invoke(app, ["export", str(trained), str(tmp_path / "exported")])
+    with pytest.raises(ValueError, match="has no LM head"):
+        LMScorer.from_dir(tmp_path / "exported")
+    scorer = LMScorer.from_dir(trained)
+    with pytest.raises(ValueError, match=r"forward position must be in 0\.\.3 for 3 tokens, got 4"):
+        scorer.predict(["a", "b", "c"], 4)
+    with pytest.raises(ValueError, match=r"backward position must be in -1\.\.2"):
+        scorer.predict(["a", "b", "c"], -2, direction="backward")
+    with pytest.raises(ValueError, match="direction must be one of"):
+        scorer.predict(["a"], 0, direction="left")
+    with pytest.raises(ValueError, match="Sequence 1 is empty"):
+        scorer.score([["a"], []])

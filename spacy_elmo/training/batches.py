@@ -8,7 +8,7 @@ resumes by re-reading one chunk.
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Sequence, Tuple
 
 import numpy
 import torch
@@ -92,21 +92,25 @@ def tensorize(sequences: Sequence[Sequence[str]], vocab: Vocab, chars: CharIdCac
     return Batch(torch.from_numpy(char_ids), torch.from_numpy(index), torch.from_numpy(word_ids), lengths)
 
 
+def length_groups(order: Iterable[int], lengths: Sequence[int], budget: int) -> List[List[int]]:
+    """Consecutive runs of ``order`` (ascending in length) of at most ``budget`` padded tokens each."""
+    groups: List[List[int]] = []
+    current: List[int] = []
+    for i in order:
+        if current and (lengths[i] + 2) * (len(current) + 1) > budget:
+            groups.append(current)
+            current = []
+        current.append(i)
+    return groups + [current] if current else groups
+
+
 def plan(sequences: Sequences, budget: int, rng: numpy.random.Generator) -> List[Sequences]:
     """Length-sorted batches of at most ``budget`` padded tokens, in shuffled order."""
+    lengths = [len(s) for s in sequences]
     ties = rng.permutation(len(sequences))
-    order = sorted(range(len(sequences)), key=lambda i: (len(sequences[i]), ties[i]))
-    batches: List[Sequences] = []
-    current: Sequences = []
-    for i in order:
-        seq = sequences[i]
-        if current and (len(seq) + 2) * (len(current) + 1) > budget:
-            batches.append(current)
-            current = []
-        current.append(seq)
-    if current:
-        batches.append(current)
-    return [batches[i] for i in rng.permutation(len(batches))]
+    order = sorted(range(len(sequences)), key=lambda i: (lengths[i], ties[i]))
+    groups = length_groups(order, lengths, budget)
+    return [[sequences[j] for j in groups[i]] for i in rng.permutation(len(groups))]
 
 
 def shard(batch: Sequences, rank: int, world: int) -> Sequences:

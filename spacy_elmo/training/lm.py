@@ -4,7 +4,7 @@ At every position the top layer's forward half predicts the next token and its b
 one; the sentence marks are targets too (``</S>`` forwards, ``<S>`` backwards). Dropout: the biLSTM's own
 (on each layer's input) and on the top layer before the softmax, as bilm-tf does.
 """
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,14 +26,18 @@ class BiLMLanguageModel(nn.Module):
         self.dropout = dropout
         self.bilm.lstm.dropout = dropout
 
-    def forward(
-        self, char_ids: torch.Tensor, index: torch.Tensor, word_ids: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor:
-        """Summed negative log likelihoods ``[forward, backward]`` of the batch (see :class:`Batch`)."""
+    def top_states(self, char_ids: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The top layer ``[B, T, 2P]`` (sentence marks included), after the head's dropout."""
         vectors = self.bilm.encode_tokens(char_ids)
         top = self.bilm.lstm(vectors[index], lengths, index)[-1]
-        if self.dropout:
-            top = F.dropout(top, self.dropout, self.training)
+        return F.dropout(top, self.dropout, self.training) if self.dropout else top
+
+    def target_log_probs(
+        self, char_ids: torch.Tensor, index: torch.Tensor, word_ids: torch.Tensor, lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Log probabilities of the targets, flat: every sequence's forward targets (its tokens, then
+        ``</S>``), then every sequence's backward targets (``<S>``, then its tokens), ``lengths - 1`` each."""
+        top = self.top_states(char_ids, index, lengths)
         width = top.shape[-1] // 2
         steps = index.shape[1]
         mask = torch.arange(steps - 1, device=index.device).unsqueeze(0) < (lengths.to(index.device) - 1).unsqueeze(1)
@@ -41,4 +45,11 @@ class BiLMLanguageModel(nn.Module):
         targets = torch.cat([word_ids[:, 1:][mask], word_ids[:, :-1][mask]])
         log_probs = self.softmax(states, targets).output
         n = int(mask.sum())
-        return -torch.stack([log_probs[:n].sum(), log_probs[n:].sum()])
+        return log_probs[:n], log_probs[n:]
+
+    def forward(
+        self, char_ids: torch.Tensor, index: torch.Tensor, word_ids: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Summed negative log likelihoods ``[forward, backward]`` of the batch (see :class:`Batch`)."""
+        fwd, bwd = self.target_log_probs(char_ids, index, word_ids, lengths)
+        return -torch.stack([fwd.sum(), bwd.sum()])
