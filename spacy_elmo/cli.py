@@ -76,32 +76,50 @@ def evaluate_cli(
     texts: List[Path] = Arg(..., help="Held-out text (.txt, .jsonl, .spacy)"),
     batch_tokens: int = Opt(4096, "--batch-tokens", "-b", help="Padded tokens per batch"),
     max_sequences: int = Opt(0, "--max-sequences", help="Evaluate at most this many sequences (0: all)"),
+    per_line: Optional[Path] = Opt(None, "--per-line", help="Also write one JSON line per input line (file, line, tokens, log probabilities, perplexities) to this file; '-': standard output"),
+    token_scores: bool = Opt(False, "--token-scores", help="With --per-line: every target's log probability too"),
     device: str = Opt("auto", "--device", help="auto, cpu, cuda or cuda:N"),
 ) -> None:
-    """Forward, backward and average perplexity of a trained biLM on held-out text."""
-    from .training.corpus import CorpusStats, Tokenizer, check_paths, read_items
+    """Forward, backward and average perplexity of a trained biLM on held-out text, and per line."""
+    import json
+    import sys
+
+    from .training.corpus import CorpusStats, Tokenizer, check_paths, numbered_items
     from .training.distributed import setup
-    from .training.trainer import evaluate, load_lm
+    from .training.scores import LMScorer, SentenceScore, score_lines
+    from .training.trainer import load_lm
 
     try:
         lm, vocab, head = load_lm(model)
-        ctx = setup(device)
+        scorer = LMScorer(lm, vocab, setup(device).device, batch_tokens)
         tokenizer = Tokenizer(head["lang"], head["max_length"])
         stats = CorpusStats()
-        sequences = []
+        out = (sys.stdout if str(per_line) == "-" else per_line.open("w", encoding="utf8")) if per_line else None
+        lines: List[SentenceScore] = []
         for path in check_paths(texts):
             before = stats.lines
-            sequences.extend(tokenizer(item for _, item in read_items(path, 0, stats)))
+            left = max_sequences - sum(s.n_sequences for s in lines) if max_sequences else 0
+            if max_sequences and left <= 0:
+                break
+            for line, score in score_lines(scorer, tokenizer, numbered_items(path, stats), left):
+                lines.append(score)
+                if out:
+                    record = {"file": str(path), "line": line, **score.to_dict(token_scores)}
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
             if stats.lines == before:
                 raise ValueError(f"Input file {path} has no usable text")
-        if max_sequences:
-            sequences = sequences[:max_sequences]
-        result = evaluate(lm.to(ctx.device), vocab, sequences, batch_tokens, ctx.device)
-    except (ValueError, FileNotFoundError) as err:
+        if out and out is not sys.stdout:
+            out.close()
+    except (ValueError, FileNotFoundError, OSError) as err:
         _fail(err)
-    msg.info(f"Text: {stats.summary()}; {result['tokens']} targets per direction")
-    msg.table([("forward", f"{result['fwd_ppl']:.2f}"), ("backward", f"{result['bwd_ppl']:.2f}"),
-               ("average", f"{result['ppl']:.2f}")], header=("perplexity", ""), divider=True)
+    total = SentenceScore.join(lines)
+    summary = [("forward", f"{total.fwd_ppl:.2f}"), ("backward", f"{total.bwd_ppl:.2f}"), ("average", f"{total.ppl:.2f}")]
+    text = f"Text: {stats.summary()}; {total.n_targets} targets per direction"
+    if out is not sys.stdout:
+        msg.info(text)
+        msg.table(summary, header=("perplexity", ""), divider=True)
+    else:  # the JSON lines own standard output
+        typer.echo(text + "; perplexity " + ", ".join(f"{k} {v}" for k, v in summary), err=True)
 
 
 @app.command("export")

@@ -474,3 +474,30 @@ def test_scores_need_an_lm_head_and_valid_positions(trained, reference_lm, tmp_p
         scorer.predict(["a"], 0, direction="left")
     with pytest.raises(ValueError, match="Sequence 1 is empty"):
         scorer.score([["a"], []])
+
+
+def test_evaluate_per_line_writes_one_record_per_usable_line(trained, tmp_path):
+    from spacy_elmo.training import LMScorer
+
+    text = tmp_path / "heldout.txt"
+    long_line = " ".join(["the cat sat on the mat ."] * 10)  # 70 tokens: cut into pieces of 30
+    text.write_bytes(b"the cat sat .\n\n\xff\xfe bad\nthe dog ran under a tree !\n" + long_line.encode() + b"\na zyzzyva")
+    out = tmp_path / "lines.jsonl"
+    result = CliRunner().invoke(app, ["evaluate", str(trained), str(text), "--per-line", str(out), "--token-scores"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text(encoding="utf8").splitlines()]
+    assert [(r["file"], r["line"]) for r in records] == [(str(text), n) for n in (1, 4, 5, 6)]
+    assert "1 blank skipped" in said(result) and "1 undecodable skipped" in said(result)
+    scorer = LMScorer.from_dir(trained)
+    words = long_line.split()
+    pieces = scorer.score([words[:30], words[30:60], words[60:]])
+    assert records[2]["tokens"] == words and records[2]["n_targets"] == 70 + 3
+    numpy.testing.assert_allclose(records[2]["fwd_log_probs"], [x for p in pieces for x in p.fwd_log_probs], atol=1e-6)
+    first = scorer.score([["the", "cat", "sat", "."]])[0]
+    assert records[0]["fwd_log_prob"] == pytest.approx(first.fwd_log_prob, abs=1e-6)
+    assert records[0]["ppl"] == pytest.approx(first.ppl, rel=1e-6) and records[3]["n_unknown"] == 1
+    total_fwd = math.exp(-sum(r["fwd_log_prob"] for r in records) / sum(r["n_targets"] for r in records))
+    assert f"{total_fwd:.2f}" in said(result)
+    to_stdout = CliRunner().invoke(app, ["evaluate", str(trained), str(text), "--per-line", "-"])
+    assert [json.loads(line)["line"] for line in to_stdout.stdout.splitlines()] == [1, 4, 5, 6]
+    assert "perplexity" in to_stdout.stderr

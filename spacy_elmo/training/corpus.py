@@ -177,6 +177,21 @@ def read_items(path: Path, offset: int, stats: CorpusStats) -> Iterator[Tuple[in
             yield after, text
 
 
+def numbered_items(path: Path, stats: CorpusStats) -> Iterator[Tuple[int, Item]]:
+    """``(line number, item)`` for every usable item of ``path``, counting from 1 (Docs for ``.spacy``)."""
+    if file_kind(path) == "spacy":
+        yield from read_items(path, 0, stats)  # the position after Doc i is i + 1
+        return
+    with path.open("rb") as handle:
+        line = 0
+        for after, item in read_items(path, 0, stats):
+            last = b""
+            while handle.tell() < after:  # in bounded pieces: a cut line can be any length
+                last = handle.read(min(after - handle.tell(), 1 << 20))
+                line += last.count(b"\n")
+            yield line + (not last.endswith(b"\n")), item  # the last line may have no newline
+
+
 def item_key(item: Item) -> str:
     return item if isinstance(item, str) else " ".join(item)
 
@@ -208,13 +223,17 @@ class Tokenizer:
         self.max_length = max_length
 
     def __call__(self, items: Iterable[Item]) -> List[List[str]]:
+        return [piece for pieces in self.pieces(items) for piece in pieces]
+
+    def pieces(self, items: Iterable[Item]) -> List[List[List[str]]]:
+        """Each item's token sequences (more than one where it is longer than ``max_length``)."""
         items = list(items)
         texts = [i for i in items if isinstance(i, str)]
         docs = iter(self.nlp.tokenizer.pipe(texts, batch_size=1000))
-        out: List[List[str]] = []
+        out: List[List[List[str]]] = []
         for item in items:
             words = [t.text for t in next(docs) if not t.is_space] if isinstance(item, str) else item
-            out.extend(words[i : i + self.max_length] for i in range(0, len(words), self.max_length))
+            out.append([words[i : i + self.max_length] for i in range(0, len(words), self.max_length)])
         return out
 
 

@@ -4,14 +4,16 @@ each direction, and the most likely words at a position.
 Uses: domain-shift checks (how surprised is the LM by this text?) and data filtering. The scores need the
 LM head that ``pretrain`` saves beside the biLM; the published weight files have none.
 """
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from .batches import CharIdCache, length_groups, tensorize
+from .corpus import Item, Tokenizer
 from .lm import BiLMLanguageModel
 from .trainer import load_lm
 from .vocab import Vocab
@@ -38,6 +40,11 @@ class SentenceScore:
         return len(self.fwd_log_probs)
 
     @property
+    def n_sequences(self) -> int:
+        """How many sequences were read: each has one target more than it has tokens."""
+        return self.n_targets - len(self.tokens)
+
+    @property
     def fwd_log_prob(self) -> float:
         return math.fsum(self.fwd_log_probs)
 
@@ -57,6 +64,12 @@ class SentenceScore:
     def ppl(self) -> float:
         """The geometric mean of the two directions' perplexities, as ``evaluate`` reports it."""
         return math.exp(-(self.fwd_log_prob + self.bwd_log_prob) / (2 * self.n_targets))
+
+    @classmethod
+    def join(cls, parts: Sequence["SentenceScore"]) -> "SentenceScore":
+        """One score for a text read in several sequences (each with its own sentence marks)."""
+        return cls([t for p in parts for t in p.tokens], [x for p in parts for x in p.fwd_log_probs],
+                   [x for p in parts for x in p.bwd_log_probs], sum(p.n_unknown for p in parts))
 
     def to_dict(self, token_scores: bool = False) -> dict:
         out = {"tokens": self.tokens, "n_targets": self.n_targets, "n_unknown": self.n_unknown,
@@ -139,3 +152,24 @@ class LMScorer:
         values, ids = log_probs.exp().topk(min(k, len(self.vocab)))
         return [(self.vocab.tokens[i], float(v)) for i, v in zip(ids.tolist(), values.tolist())]
 
+
+def score_lines(
+    scorer: LMScorer, tokenizer: Tokenizer, numbered: Iterable[Tuple[int, Item]], max_sequences: int = 0,
+    chunk: int = 1000,
+) -> Iterator[Tuple[int, SentenceScore]]:
+    """``(line, score)`` for each ``(line, item)``, read ``chunk`` items at a time. An item longer than the
+    tokenizer's ``max_length`` is scored in pieces, as in training, and its score joins them. With
+    ``max_sequences``, stops after that many pieces."""
+    left = max_sequences or -1
+    items = iter(numbered)
+    while left and (block := list(itertools.islice(items, chunk))):
+        kept = []
+        for (line, _), pieces in zip(block, tokenizer.pieces(item for _, item in block)):
+            pieces = pieces[:left] if left > 0 else pieces
+            kept.append((line, pieces))
+            left -= len(pieces) if left > 0 else 0
+            if not left:
+                break
+        scores = iter(scorer.score([piece for _, pieces in kept for piece in pieces]))
+        for line, pieces in kept:
+            yield line, SentenceScore.join([next(scores) for _ in pieces])
