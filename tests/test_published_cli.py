@@ -52,6 +52,9 @@ def test_convert_round_trip_gives_identical_vectors(tiny_files, tiny_opts, tiny_
     result, text = invoke("convert", published / "elmo_2x32_16_16cnn_1xhighway_weights.hdf5", tmp_path / "native2")
     assert result.exit_code == 0, text
     assert info(tmp_path / "native2")["digest"] == info(tmp_path / "native")["digest"] == info(weights)["digest"]
+    # and back: `export` writes the published layout again, with the same arrays
+    assert invoke("export", tmp_path / "native", tmp_path / "exported")[0].exit_code == 0
+    assert info(tmp_path / "exported" / "weights.hdf5")["digest"] == info(weights)["digest"]
 
 
 def test_converted_pipeline_gives_identical_vectors(tiny_files, tmp_path):

@@ -54,9 +54,8 @@ def _located(path: PathLike) -> Path:
     return path
 
 
-def load_any(path: PathLike, options: Optional[PathLike] = None) -> Tuple[str, BiLM, Dict[str, Any]]:
+def _load(path: Path, options: Optional[PathLike]) -> Tuple[str, BiLM, Dict[str, Any]]:
     """``(kind, biLM, extra facts)`` for a published hdf5 file, a native directory or a pretrain output."""
-    path = _located(path)
     if path.is_file():
         options_path = Path(options) if options is not None else find_options(path)
         return "hdf5", load_hdf5(options_path, path), {"options_file": str(options_path)}
@@ -84,7 +83,7 @@ def load_any(path: PathLike, options: Optional[PathLike] = None) -> Tuple[str, B
 def describe(path: PathLike, options: Optional[PathLike] = None) -> Dict[str, Any]:
     """Options, parameter counts, sizes, the listener width and the array digest of a biLM."""
     path = _located(path)
-    kind, bilm, facts = load_any(path, options)
+    kind, bilm, facts = _load(path, options)
     files = [path, Path(facts["options_file"])] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
     opts = bilm.options
     return {
