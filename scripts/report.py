@@ -2,7 +2,7 @@
 each task's learned ELMo layer weights."""
 import json
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import matplotlib
 
@@ -30,12 +30,15 @@ def train_stats(log: List[dict]) -> Tuple[float, float]:
 def main(
     metrics: Path = typer.Option(Path("metrics")),
     training: Path = typer.Option(Path("training")),
+    baselines: Optional[Path] = typer.Option(None, help="training folder of the baselines (default: --training)"),
+    bilm: str = typer.Option("", help="which biLM the ELMo runs used, for the title"),
     output: Path = typer.Option(Path("reports")),
 ) -> None:
     m = {run: json.loads((metrics / f"{run}.json").read_text()) for pair in RUNS.values() for run in pair}
-    logs = {run: read_log(training / run / "log.jsonl") for run in m}
+    folders = {run: (baselines or training) if run.endswith("_baseline") else training for run in m}
+    logs = {run: read_log(folders[run] / run / "log.jsonl") for run in m}
     mixes = {run: learned_mixes(training / run / "model-best") for run in ("ner_elmo", "textcat_elmo")}
-    lines = ["# spacy-elmo project report", ""]
+    lines = ["# spacy-elmo project report" + (f": {bilm}" if bilm else ""), ""]
     lines += ["## WNUT-17 NER (test set, entity P / R / F)", ""]
     base, elmo = m["ner_baseline"], m["ner_elmo"]
     lines += ["| entity type | baseline P | baseline R | baseline F | ELMo P | ELMo R | ELMo F |", "|---|---|---|---|---|---|---|"]

@@ -1,4 +1,6 @@
-"""``python -m spacy_elmo`` / ``spacy-elmo``: pretrain, evaluate and export biLMs (typer, like spaCy's CLI)."""
+"""``python -m spacy_elmo`` / ``spacy-elmo``: pretrain, evaluate, export, convert and inspect biLMs (typer, like
+spaCy's CLI)."""
+import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -137,6 +139,70 @@ def export_cli(
     output.mkdir(parents=True, exist_ok=True)
     save_hdf5(bilm, output / "options.json", output / "weights.hdf5")
     msg.good(f"Exported to {output / 'options.json'} and {output / 'weights.hdf5'}")
+
+
+@app.command("convert")
+def convert_cli(
+    weights: Path = Arg(..., help="A published hdf5 weight file (AllenNLP / bilm-tf layout)"),
+    output: Path = Arg(..., help="Directory for the native biLM (options.json + weights.pt)"),
+    options: Optional[Path] = Opt(None, "--options", "-c", help="The hdf5 file's options.json (default: options.json or the published name beside it)"),
+) -> None:
+    """Convert a published hdf5 biLM to a native biLM directory, which loads without h5py."""
+    from .io.info import convert
+
+    try:
+        info = convert(weights, output, options)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        _fail(err)
+    msg.good(f"Converted {weights} to {output} ({info['parameters']['total']:,} parameters, digest {info['digest'][:16]})")
+
+
+def _info_rows(info: dict) -> List[tuple]:
+    opts, params, sizes = info["options"], info["parameters"], info["sizes"]
+    cnn, lstm = opts["char_cnn"], opts["lstm"]
+    rows = [
+        ("kind", info["kind"]),
+        ("options", info["options_file"]),
+        ("parameters", f"{params['total']:,} ({params['total'] / 1e6:.1f}M: character CNN {params['token_encoder']:,}, "
+                       f"LSTM {params['lstm']:,})"),
+        ("character CNN", f"{sizes['char_filters']} filters of widths {[w for w, _ in cnn['filters']]}, "
+                          f"{sizes['highway_layers']} highway, embedding {cnn['embedding']['dim']}, {cnn['activation']}"),
+        ("LSTM", f"{sizes['lstm_layers']} layers of {sizes['lstm_dim']} cells, projection {sizes['projection_dim']}, "
+                 f"clips {lstm['cell_clip']} / {lstm['proj_clip']}, skip connections {lstm['use_skip_connections']}"),
+        ("output", f"{sizes['output_layers']} layers of width {sizes['output_width']}"),
+        ("listener width", str(info["listener_width"])),
+    ]
+    rows += [(f"file {name}", f"{size:,} bytes") for name, size in info["files"].items()]
+    if "lm_head" in info:
+        head = info["lm_head"]
+        rows.append(("LM head", f"vocabulary {head['vocab_size']:,}, cutoffs {head['cutoffs']}, lang {head['lang']}, "
+                                f"{head['parameters']:,} parameters"))
+    if "pretraining" in info:
+        run = info["pretraining"]
+        rows.append(("pretraining", f"{run['steps']:,} steps, {run['tokens_seen']:,} tokens, held-out perplexity "
+                                    f"{run['dev_perplexity']}, unigram {run['unigram_perplexity']:.1f}"))
+    rows.append(("digest (sha256)", info["digest"]))
+    return rows
+
+
+@app.command("info")
+def info_cli(
+    path: Path = Arg(..., help="A published hdf5 weight file, a native biLM directory or a pretrain output"),
+    options: Optional[Path] = Opt(None, "--options", "-c", help="The hdf5 file's options.json (default: options.json or the published name beside it)"),
+    as_json: bool = Opt(False, "--json", help="Print the facts as JSON"),
+) -> None:
+    """A biLM's options, parameter count, sizes, listener width and a digest of its arrays."""
+    from .io.info import describe
+
+    try:
+        info = describe(path, options)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        _fail(err)
+    if as_json:
+        print(json.dumps(info, indent=2))
+    else:
+        msg.divider(str(path))
+        msg.table(_info_rows(info))
 
 
 def main() -> None:

@@ -68,8 +68,15 @@ def write_published(directory: Path, opts: dict, arrays: Dict[str, numpy.ndarray
     return directory / "options.json", directory / "weights.hdf5"
 
 
+# bilm-tf (UnicodeCharsVocabulary) and AllenNLP (ELMoCharacterMapper) read these two token strings as the
+# sentence marks themselves, never as their bytes
+MARK_TOKENS = {"<S>": 256, "</S>": 257}
+
+
 def char_ids(word) -> List[int]:
     """Published character ids; ``word`` may be a str or one of the ints 256 (BOS) / 257 (EOS)."""
+    if isinstance(word, str) and word in MARK_TOKENS:
+        word = MARK_TOKENS[word]
     payload = [word] if isinstance(word, int) else list(word.encode("utf-8", "ignore")[:48])
     ids = [258] + payload + [259]
     ids += [260] * (50 - len(ids))

@@ -1,4 +1,8 @@
-"""Token strings to the published ELMo character ids (UTF-8 bytes, word marks, padding, +1 offset)."""
+"""Token strings to the published ELMo character ids (UTF-8 bytes, word marks, padding, +1 offset).
+
+As in bilm-tf's ``UnicodeCharsVocabulary`` and AllenNLP's ``ELMoCharacterMapper``, a token equal to
+``<S>`` or ``</S>`` is the sentence mark itself, not its bytes: the published biLMs read it that way.
+"""
 from typing import Sequence
 
 import numpy
@@ -22,14 +26,20 @@ def _marked(payload: Sequence[int]) -> numpy.ndarray:
 
 BOS_IDS = _marked([BOS_CHAR])
 EOS_IDS = _marked([EOS_CHAR])
+BOS_TOKEN, EOS_TOKEN = "<S>", "</S>"
+_MARKS = {BOS_TOKEN: BOS_IDS, EOS_TOKEN: EOS_IDS}
 
 
 def word_to_ids(word: str) -> numpy.ndarray:
     """The 50 character ids of one token, exactly as the published biLM saw them.
 
-    Characters that cannot be encoded (lone surrogates) are dropped, as the reference does; the
-    UTF-8 bytes are truncated to 48, which may cut a multi-byte character, also as the reference does.
+    ``<S>`` and ``</S>`` give the sentence marks' ids. Characters that cannot be encoded (lone surrogates)
+    are dropped, as the reference does; the UTF-8 bytes are truncated to 48, which may cut a multi-byte
+    character, also as the reference does.
     """
+    mark = _MARKS.get(word)
+    if mark is not None:
+        return mark.copy()
     data = word.encode("utf-8", "ignore")[: MAX_CHARS - 2]
     return _marked(numpy.frombuffer(data, dtype=numpy.uint8))
 

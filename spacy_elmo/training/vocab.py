@@ -39,7 +39,8 @@ class Vocab:
         """The ``size - 3`` most frequent tokens seen at least ``min_count`` times (ties by string).
 
         ``counts`` are training-token counts; the unknown tokens' total becomes the count of ``<UNK>`` and
-        every sequence gives one ``<S>`` and one ``</S>``, so :meth:`unigram_log_prob` is a real unigram LM.
+        every sequence gives one ``<S>`` and one ``</S>`` (besides the literal ``<S>`` / ``</S>`` tokens of
+        the text, which are the marks, as in bilm-tf), so :meth:`unigram_log_prob` is a real unigram LM.
         """
         if size < len(SPECIALS) + 1:
             raise ValueError(f"Vocabulary size must be at least {len(SPECIALS) + 1}, got {size}")
@@ -49,16 +50,15 @@ class Vocab:
         )[: size - len(SPECIALS)]
         if not ranked:
             raise ValueError(f"No token occurs at least {min_count} times: lower min_count")
-        known = sum(c for _, c in ranked)
-        unknown = sum(counts.values()) - known
         tokens = [BOS, EOS, UNK] + [w for w, _ in ranked]
-        return cls(tokens, [n_sequences, n_sequences, unknown] + [c for _, c in ranked])
+        return cls(tokens).with_counts(counts, n_sequences)
 
     def with_counts(self, counts: Counter, n_sequences: int) -> "Vocab":
         """This vocabulary with counts taken from ``counts`` (tokens outside it count for ``<UNK>``)."""
         own = [counts.get(t, 0) for t in self.tokens]
-        own[self.bos] = own[self.eos] = n_sequences
-        own[self.unk] = sum(counts.values()) - sum(c for t, c in zip(self.tokens, own) if t not in SPECIALS)
+        own[self.bos] += n_sequences
+        own[self.eos] += n_sequences
+        own[self.unk] = sum(counts.values()) - sum(c for t, c in counts.items() if t in self.index and t != UNK)
         return Vocab(self.tokens, own)
 
     def unigram_log_probs(self) -> List[float]:

@@ -1,0 +1,122 @@
+"""What a biLM file or directory holds, and published hdf5 files to native biLM directories.
+
+Behind ``python -m spacy_elmo info`` and ``convert``. Every file is read through the loaders, so a broken
+file gets the loaders' errors. The digest is taken over the loaded biLM's arrays, whatever the format: a
+published file and its conversion have the same digest.
+"""
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+from ..bilm.model import BiLM
+from .hdf5 import load_hdf5
+from .native import OPTIONS_FILE, WEIGHTS_FILE, load_native, save_native
+
+PathLike = Union[str, Path]
+SUMMARY_FILE = "summary.json"  # written by pretrain at the end of a run
+
+
+def find_options(weights: Path) -> Path:
+    """The options.json of a published hdf5 file: ``options.json`` beside it, or the published name
+    (``elmo_X_weights[_Y].hdf5`` -> ``elmo_X_options.json``)."""
+    candidates = [weights.parent / OPTIONS_FILE]
+    if "_weights" in weights.name:
+        candidates.append(weights.parent / (weights.name.split("_weights")[0] + "_options.json"))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"{weights}: a published hdf5 weight file needs its options.json: pass --options "
+                            f"(none found at {tried})")
+
+
+def array_digest(bilm: BiLM) -> str:
+    """sha256 over every array of the biLM (name, shape and float32 little-endian values, by name)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(bilm.state_dict().items()):
+        array = tensor.detach().float().cpu().contiguous().numpy().astype("<f4", copy=False)
+        digest.update(f"{name}:{tuple(array.shape)}\n".encode("utf8"))
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _count(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _located(path: PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No biLM weight file or directory at {path}")
+    if path.is_file() and path.name == WEIGHTS_FILE:  # the weights of a native directory: read the directory
+        return path.parent
+    return path
+
+
+def _load(path: Path, options: Optional[PathLike]) -> Tuple[str, BiLM, Dict[str, Any]]:
+    """``(kind, biLM, extra facts)`` for a published hdf5 file, a native directory or a pretrain output."""
+    if path.is_file():
+        options_path = Path(options) if options is not None else find_options(path)
+        return "hdf5", load_hdf5(options_path, path), {"options_file": str(options_path)}
+    from ..training.trainer import has_head, load_lm
+
+    if not has_head(path):
+        return "native", load_native(path), {"options_file": str(path / OPTIONS_FILE)}
+    lm, vocab, head = load_lm(path)
+    facts: Dict[str, Any] = {
+        "options_file": str(path / OPTIONS_FILE),
+        "lm_head": {"vocab_size": len(vocab), "cutoffs": list(head["cutoffs"]), "lang": head["lang"],
+                    "max_length": head["max_length"], "parameters": _count(lm.softmax)},
+    }
+    summary = path / SUMMARY_FILE
+    if summary.exists():
+        try:
+            run = json.loads(summary.read_text(encoding="utf8"))
+            facts["pretraining"] = {"steps": run["step"], "tokens_seen": run["tokens_seen"],
+                                    "dev_perplexity": run["dev"].get("ppl"), "unigram_perplexity": run["unigram_ppl"]}
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{summary}: not a pretraining summary ({err!r})") from err
+    return "pretrain", lm.bilm, facts
+
+
+def describe(path: PathLike, options: Optional[PathLike] = None) -> Dict[str, Any]:
+    """Options, parameter counts, sizes, the listener width and the array digest of a biLM."""
+    path = _located(path)
+    kind, bilm, facts = _load(path, options)
+    files = [path, Path(facts["options_file"])] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    opts = bilm.options
+    return {
+        "path": str(path),
+        "kind": kind,
+        **facts,
+        "options": opts.to_dict(),
+        "parameters": {"total": _count(bilm), "token_encoder": _count(bilm.token_encoder), "lstm": _count(bilm.lstm)},
+        "sizes": {
+            "char_filters": opts.char_cnn.n_filters, "highway_layers": opts.char_cnn.n_highway,
+            "lstm_dim": opts.lstm.dim, "projection_dim": opts.lstm.projection_dim, "lstm_layers": opts.lstm.n_layers,
+            "output_layers": opts.n_output_layers, "output_width": opts.output_dim,
+        },
+        "files": {f.name: f.stat().st_size for f in files},
+        "listener_width": opts.output_dim,
+        "digest": array_digest(bilm),
+    }
+
+
+def convert(weights: PathLike, output: PathLike, options: Optional[PathLike] = None) -> Dict[str, Any]:
+    """Write the published hdf5 biLM ``weights`` as a native directory ``output``; return its description.
+
+    The directory is read back and must give the same arrays (digest) as the hdf5 file.
+    """
+    weights, output = Path(weights), Path(output)
+    if not weights.is_file():
+        raise FileNotFoundError(f"No published hdf5 weight file at {weights}")
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"The output {output} is a file: give a directory for the native biLM")
+    options_path = Path(options) if options is not None else find_options(weights)
+    bilm = load_hdf5(options_path, weights)
+    save_native(bilm, output)
+    info = describe(output)
+    if info["digest"] != array_digest(bilm):
+        raise ValueError(f"{output}: the written biLM does not read back as {weights} (disk full?)")
+    return info
