@@ -141,7 +141,7 @@ def embed_corpus(
         if ctx.is_main:
             say(expected_size(shards, worker.layout, len(done)))
             if ctx.distributed:
-                say(f"{ctx.world} process(es): rank r takes every {ctx.world}-th shard; the bar shows rank 0's")
+                say(f"{ctx.world} processes: rank r takes shards r, r + {ctx.world}, r + {2 * ctx.world}...; the bar shows rank 0's")
         bar = progress_bar(sum(s.words for s in mine), ctx.is_main)
         for shard in mine:
             worker.embed_shard(shard, output, bar.update)
