@@ -15,6 +15,7 @@ from .settings import EmbedSettings
 from .shards import Shard
 from .vectors import row_layers
 from .worker import Worker
+from .writers import Layout
 
 
 def require_ray():
@@ -126,14 +127,14 @@ def embed_corpus_on_ray(
         raise ValueError(problem)
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts tokens
     if not workers:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_worker, 1e-9)))
     done = finished_shards(output, shards)
     pending = [s for s in shards if s.index not in done]
-    opts = manifest["layout"]
-    from .writers import Layout
-
-    say(expected_size(shards, Layout(opts["layers"], opts["n_layers"], opts["width"], opts["dtype"]), len(done)))
+    stored = manifest["layout"]
+    layout = Layout(stored["layers"], stored["n_layers"], stored["width"], stored["dtype"])
+    say(expected_size(shards, layout, len(done)))
     say(f"Ray: {min(workers, len(pending) or 1)} actor(s) of {cpus_per_worker} CPU, {gpus_per_worker} GPU")
     if pending:
         actor_args = dict(settings=settings.to_dict(), weights=str(weights),

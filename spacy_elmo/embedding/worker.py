@@ -106,7 +106,7 @@ class Worker:
 
 @dataclasses.dataclass
 class EmbedStats(CorpusStats):
-    """The reader's counts, and the lines longer than the window (read in pieces, nothing lost)."""
+    """The reader's counts, and the lines read in several pieces (sentences, or windows: nothing lost)."""
 
     windowed: int = 0
 
@@ -121,7 +121,7 @@ class EmbedStats(CorpusStats):
     def summary(self) -> str:
         text = super().summary()
         if self.windowed:
-            text += f", {self.windowed} longer than the window read in pieces"
+            text += f", {self.windowed} read in several pieces (sentences, or windows of long lines)"
         return text
 
 
