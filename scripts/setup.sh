@@ -7,5 +7,5 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-.venv/bin/python -m pip install -q -c scripts/constraints-cpu.txt -e ".[test,project]"
+.venv/bin/python -m pip install -q -c scripts/constraints-cpu.txt -e ".[test,project,ray]"
 .venv/bin/python -c "import torch, spacy, spacy_elmo; print('torch', torch.__version__, '| spacy', spacy.__version__, '| spacy-elmo', spacy_elmo.__version__)"

@@ -204,6 +204,61 @@ def info_cli(
         msg.divider(str(path))
         msg.table(_info_rows(info))
 
+@app.command("embed")
+def embed_cli(
+    texts: List[Path] = Arg(..., help="Input: .txt (one sentence or paragraph per line), .jsonl ('text' or 'tokens'), .spacy, or directories of them"),
+    weights: Path = Opt(..., "--weights", "-w", help="biLM: a published hdf5 weight file (with --options) or a native directory"),
+    options: Optional[Path] = Opt(None, "--options", "-c", help="options.json of the hdf5 weight file"),
+    output: Path = Opt(..., "--output", "-o", help="Output directory: manifest.json and shards/ (and an HDF5 file per input)"),
+    fmt: str = Opt("parquet", "--format", "-f", help="parquet (a row per line) or hdf5 (the old `allennlp elmo` layout)"),
+    layers: str = Opt("all", "--layers", help="all, top or average"),
+    dtype: Optional[str] = Opt(None, "--dtype", help="float16 or float32 (default: float16 for parquet, float32 for hdf5)"),
+    tokenized: bool = Opt(False, "--tokenized", help="Lines are whitespace-tokenised already"),
+    lang: str = Opt("en", "--lang", "-l", help="spaCy language code of the tokenizer"),
+    model: Optional[str] = Opt(None, "--model", help="A saved spaCy pipeline to tokenise with; its sentence boundaries are used"),
+    window: int = Opt(128, "--window", help="Longest sequence the biLM reads; longer lines are read in pieces"),
+    precision: str = Opt("exact", "--precision", help="exact (float32) or fast (bfloat16 products)"),
+    batch_tokens: int = Opt(4096, "--batch-tokens", "-b", help="Padded tokens per biLM batch"),
+    chunk_tokens: int = Opt(16_384, "--chunk-tokens", help="Tokens read, sorted by length and written at a time"),
+    shard_lines: int = Opt(10_000, "--shard-lines", help="Input lines per output shard"),
+    resume: bool = Opt(False, "--resume", help="Continue the run in --output, skipping finished shards"),
+    device: str = Opt("auto", "--device", help="auto, cpu, cuda or cuda:N (under torchrun: the local rank's GPU)"),
+    threads: int = Opt(0, "--threads", help="torch threads per process (0: torch's default)"),
+    engine: str = Opt("local", "--engine", help="local (one process, or torchrun's ranks) or ray"),
+    address: Optional[str] = Opt(None, "--address", help="Ray cluster address ('auto': a running cluster; default: a local Ray)"),
+    workers: int = Opt(0, "--workers", help="Ray actors (0: the cluster's CPUs / --cpus-per-worker)"),
+    cpus_per_worker: float = Opt(1.0, "--cpus-per-worker", help="CPUs per Ray actor"),
+    gpus_per_worker: float = Opt(0.0, "--gpus-per-worker", help="GPUs per Ray actor"),
+) -> None:
+    """Embed a corpus to ELMo vectors on disk: streaming, resumable, in shards. Run under torchrun, or with
+    --engine ray, to spread the shards over processes; the files are the same either way."""
+    import torch
+
+    from .embedding import EmbedSettings, embed_corpus
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        if engine not in ("local", "ray"):
+            raise ValueError(f"--engine must be local or ray, got {engine!r}")
+        settings = EmbedSettings(format=fmt, layers=layers, dtype=dtype, lang=lang, model=model, tokenized=tokenized,
+                                 window=window, precision=precision, max_batch_tokens=batch_tokens,
+                                 chunk_tokens=chunk_tokens, shard_lines=shard_lines)
+        if engine == "ray":
+            from .embedding.ray_data import embed_corpus_on_ray
+
+            result = embed_corpus_on_ray(texts, output, weights, options, settings, resume, address, workers,
+                                         cpus_per_worker, gpus_per_worker, device, say=msg.info)
+        else:
+            result = embed_corpus(texts, output, weights, options, settings, resume, device)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    if result:
+        manifest = result["manifest"]
+        msg.info(f"Text: {result['stats'].summary()}")
+        msg.good(f"Embedded {manifest['rows']} lines ({manifest['tokens']} tokens) in {len(manifest['shards'])} "
+                 f"shard(s): {output}")
+
 
 def main() -> None:
     app()

@@ -1,4 +1,4 @@
-"""Raw text in, token sequences out: plain text, JSONL (``text`` field) or ``.spacy`` files, read in chunks.
+"""Raw text in, token sequences out: plain text, JSONL (``text`` or ``tokens`` field) or ``.spacy`` files, read in chunks.
 
 Input is read in bounded chunks whose start is a byte offset (a Doc index for ``.spacy`` files), so a run can
 stop anywhere and resume by seeking. Bad lines never stop a run: blank lines, undecodable or binary lines
@@ -98,14 +98,19 @@ def _decode(data: bytes, path: Path, stats: CorpusStats, cut: bool) -> Optional[
     return text
 
 
-def _read_lines(path: Path, offset: int, stats: CorpusStats) -> Iterator[Tuple[int, str]]:
-    """``(offset of the next line, text)`` for every usable line from ``offset`` on."""
+def _read_lines(
+    path: Path, offset: int, stats: CorpusStats, max_lines: Optional[int] = None
+) -> Iterator[Tuple[int, str]]:
+    """``(offset of the next line, text)`` for every usable line from ``offset`` on (the next ``max_lines``
+    lines, used or skipped, when given)."""
     with path.open("rb") as handle:
         handle.seek(offset)
-        while True:
+        n_read = 0
+        while max_lines is None or n_read < max_lines:
             data = handle.readline(MAX_LINE_BYTES + 1)
             if not data:
                 return
+            n_read += 1
             cut = len(data) > MAX_LINE_BYTES and not data.endswith(b"\n")
             if cut:
                 data = data[:MAX_LINE_BYTES]
@@ -119,23 +124,28 @@ def _read_lines(path: Path, offset: int, stats: CorpusStats) -> Iterator[Tuple[i
                 yield handle.tell(), text
 
 
-def _jsonl_text(line: str, path: Path, stats: CorpusStats) -> Optional[str]:
+def _jsonl_item(line: str, path: Path, stats: CorpusStats) -> Optional[Item]:
+    """A record's ``text`` (a string) or ``tokens`` (a list of strings, whitespace tokens dropped)."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError:
         stats.skip(path, "bad_json")
         return None
-    text = record.get("text") if isinstance(record, dict) else None
-    if not isinstance(text, str):
+    item = (record.get("text", record.get("tokens")) if isinstance(record, dict) else None)
+    if isinstance(item, list) and all(isinstance(w, str) for w in item):
+        item = [w for w in item if w and not w.isspace()]
+    elif not isinstance(item, str):
         stats.skip(path, "bad_json")
         return None
-    if not text.strip():
+    if not item or (isinstance(item, str) and not item.strip()):
         stats.skip(path, "blank")
         return None
-    return text
+    return item
 
 
-def _read_spacy(path: Path, offset: int, stats: CorpusStats) -> Iterator[Tuple[int, List[str]]]:
+def _read_spacy(
+    path: Path, offset: int, stats: CorpusStats, max_lines: Optional[int] = None
+) -> Iterator[Tuple[int, List[str]]]:
     """The words of each Doc from ``offset`` on, read from the file's ORTH column and strings: no ``Doc``
     is built, so a chunk costs the file's load, not a decoding of every Doc."""
     from spacy.attrs import ORTH
@@ -151,7 +161,8 @@ def _read_spacy(path: Path, offset: int, stats: CorpusStats) -> Iterator[Tuple[i
         column = doc_bin.attrs.index(ORTH)
     except Exception as err:
         raise unreadable(err) from err
-    for index in range(offset, len(doc_bin.tokens)):
+    end = len(doc_bin.tokens) if max_lines is None else min(len(doc_bin.tokens), offset + max_lines)
+    for index in range(offset, end):
         try:
             words = [strings[orth] for orth in doc_bin.tokens[index][:, column].tolist()]
         except (KeyError, IndexError) as err:
@@ -164,14 +175,17 @@ def _read_spacy(path: Path, offset: int, stats: CorpusStats) -> Iterator[Tuple[i
             stats.skip(path, "blank")
 
 
-def read_items(path: Path, offset: int, stats: CorpusStats) -> Iterator[Tuple[int, Item]]:
-    """``(position after the item, item)`` from ``offset`` on; ``offset`` is 0 for the start."""
+def read_items(
+    path: Path, offset: int, stats: CorpusStats, max_lines: Optional[int] = None
+) -> Iterator[Tuple[int, Item]]:
+    """``(position after the item, item)`` from ``offset`` on; ``offset`` is 0 for the start. With
+    ``max_lines``, only the next ``max_lines`` lines (Docs of a ``.spacy`` file) are read."""
     kind = file_kind(path)
     if kind == "spacy":
-        yield from _read_spacy(path, offset, stats)
+        yield from _read_spacy(path, offset, stats, max_lines)
         return
-    for after, line in _read_lines(path, offset, stats):
-        text = _jsonl_text(line, path, stats) if kind == "jsonl" else line
+    for after, line in _read_lines(path, offset, stats, max_lines):
+        text = _jsonl_item(line, path, stats) if kind == "jsonl" else line
         if text is not None:
             stats.lines += 1
             yield after, text

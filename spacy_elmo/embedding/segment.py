@@ -1,0 +1,58 @@
+"""Items (raw text, whitespace-tokenised text or words) to the tokens of a row and the pieces the biLM reads."""
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence
+
+from spacy.tokens import Doc
+
+from ..pipeline.windows import doc_windows
+from ..training.corpus import Item
+
+
+@dataclass
+class Segmented:
+    tokens: List[str]
+    pieces: List[List[str]]  # consecutive, covering ``tokens``; each at most the window long
+
+
+class Segmenter:
+    """spaCy's tokenizer of ``lang``, or the saved pipeline ``model`` (which also sets sentence boundaries:
+    each sentence is then read on its own), or whitespace splitting (``tokenized``). Whitespace tokens are
+    dropped, as in pretraining; pieces are cut as the ``elmo`` component cuts a Doc (:func:`doc_windows`).
+    """
+
+    def __init__(self, lang: str = "en", model: Optional[str] = None, tokenized: bool = False,
+                 window: int = 128) -> None:
+        import spacy
+
+        if model:
+            try:
+                self.nlp = spacy.load(model)
+            except OSError as err:
+                raise ValueError(f"Cannot load the spaCy pipeline {model!r}: {err}") from err
+        else:
+            try:
+                self.nlp = spacy.blank(lang)
+            except Exception as err:  # spaCy raises ImportError or its own errors for unknown codes
+                raise ValueError(f"Unknown spaCy language code {lang!r}: {err}") from err
+        self.use_pipeline = bool(model)
+        self.tokenized = tokenized
+        self.window = window
+
+    def _docs(self, items: Sequence[Item]) -> Iterable[Doc]:
+        vocab = self.nlp.vocab
+        if self.tokenized or not any(isinstance(i, str) for i in items):
+            docs: Iterable[Doc] = [Doc(vocab, words=i.split() if isinstance(i, str) else list(i)) for i in items]
+            return self.nlp.pipe(docs) if self.use_pipeline else docs
+        inputs = [i if isinstance(i, str) else Doc(vocab, words=list(i)) for i in items]
+        if self.use_pipeline:
+            return self.nlp.pipe(inputs)
+        texts = iter(self.nlp.tokenizer.pipe([i for i in inputs if isinstance(i, str)], batch_size=1000))
+        return [next(texts) if isinstance(i, str) else i for i in inputs]
+
+    def __call__(self, items: Sequence[Item]) -> List[Segmented]:
+        out: List[Segmented] = []
+        for doc in self._docs(items):
+            pieces = [[t.text for t in doc[start:end] if not t.is_space] for start, end in doc_windows(doc, self.window)]
+            pieces = [p for p in pieces if p]
+            out.append(Segmented([w for p in pieces for w in p], pieces))
+        return out

@@ -1,0 +1,56 @@
+"""The settings of an embedding run: one home for each, checked once."""
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional
+
+FORMATS = ("parquet", "hdf5")
+LAYERS = ("all", "top", "average")
+DTYPES = ("float16", "float32")
+RUNTIME_ONLY = ("max_batch_tokens", "cache_size")
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """What the output depends on (besides the weights and the input).
+
+    ``dtype`` None: float16 for Parquet (storage), float32 for HDF5 (as the old ``allennlp elmo`` wrote).
+    ``window``: longest sequence the biLM reads, as in the ``elmo`` component; longer lines (and each
+    sentence, with ``model``) are read in pieces whose vectors are concatenated into the line's row.
+    """
+
+    format: str = "parquet"
+    layers: str = "all"
+    dtype: Optional[str] = None
+    lang: str = "en"
+    model: Optional[str] = None
+    tokenized: bool = False
+    window: int = 128
+    precision: str = "exact"
+    max_batch_tokens: int = 4096
+    chunk_tokens: int = 16_384
+    shard_lines: int = 10_000
+    cache_size: int = 50_000
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("format", FORMATS), ("layers", LAYERS), ("precision", ("exact", "fast"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.dtype is None:
+            object.__setattr__(self, "dtype", "float16" if self.format == "parquet" else "float32")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        for name in ("window", "max_batch_tokens", "chunk_tokens", "shard_lines"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.tokenized and self.model:
+            raise ValueError("--tokenized and --model exclude each other: tokenised lines are not re-tokenised")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def output_dict(self) -> Dict[str, Any]:
+        """The settings the output files depend on (batching and caching never change a vector)."""
+        return {k: v for k, v in asdict(self).items() if k not in RUNTIME_ONLY}
+
+    def layer_count(self, n_layers: int) -> int:
+        """Layers stored per token."""
+        return n_layers if self.layers == "all" else 1
