@@ -1,6 +1,7 @@
 """``python -m spacy_elmo`` / ``spacy-elmo``: pretrain, evaluate and export biLMs (typer, like spaCy's CLI)."""
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import typer
 from wasabi import msg
@@ -11,8 +12,22 @@ Arg = typer.Argument
 Opt = typer.Option
 
 
-def _fail(err: Exception) -> None:
-    msg.fail(str(err), exits=1)
+def _message(err: Exception) -> str:
+    """One line for an error: the OS's reason and the path for OS errors that carry one."""
+    if isinstance(err, OSError) and err.filename is not None:
+        target = f" -> {err.filename2}" if err.filename2 is not None else ""
+        return f"{err.filename}{target}: {err.strerror or err}"
+    return str(err)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Errors of the user's input or files (ValueError, OSError) end the command with one line, not a
+    traceback; anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except (ValueError, OSError) as err:
+        msg.fail(_message(err), exits=1)
 
 
 @app.command("pretrain")
@@ -51,23 +66,24 @@ def pretrain_cli(
     from .bilm.options import BiLMOptions
     from .training import PretrainConfig, pretrain
 
-    if threads:
-        torch.set_num_threads(threads)
     config = PretrainConfig(
         lang=lang, vocab_size=vocab_size, min_count=min_count, max_steps=max_steps, batch_tokens=batch_tokens,
         max_length=max_length, learning_rate=learning_rate, warmup_steps=warmup_steps, final_lr=final_lr,
         dropout=dropout, clip=clip, seed=seed, heldout=heldout, dev_max_sequences=dev_max_sequences,
         eval_every=eval_every, checkpoint_every=checkpoint_every, log_every=log_every, max_minutes=max_minutes,
     )
-    try:
+    with _one_line_errors():
+        if threads < 0:
+            raise ValueError(f"--threads must be 0 (torch's default) or positive, got {threads}")
+        if threads:
+            torch.set_num_threads(threads)
         opts = BiLMOptions.from_file(options) if options is not None else None
         summary = pretrain(texts, output, config, opts, init_weights, init_options, dev or None, resume, device)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
     if summary:
-        dev_ppl = summary["dev"].get("ppl", float("nan"))
+        dev = summary["dev"]
+        held_out = f"held-out perplexity {dev['ppl']:.2f}, unigram {summary['unigram_ppl']:.1f}" if dev else "no held-out text"
         msg.good(f"Trained {summary['step']} steps ({summary['tokens_seen']} tokens) in {summary['minutes']:.1f} min; "
-                 f"held-out perplexity {dev_ppl:.2f}, unigram {summary['unigram_ppl']:.1f}. biLM in {output}")
+                 f"{held_out}. biLM in {output}")
 
 
 @app.command("evaluate")
@@ -83,7 +99,7 @@ def evaluate_cli(
     from .training.distributed import setup
     from .training.trainer import evaluate, load_lm
 
-    try:
+    with _one_line_errors():
         lm, vocab, head = load_lm(model)
         ctx = setup(device)
         tokenizer = Tokenizer(head["lang"], head["max_length"])
@@ -97,8 +113,6 @@ def evaluate_cli(
         if max_sequences:
             sequences = sequences[:max_sequences]
         result = evaluate(lm.to(ctx.device), vocab, sequences, batch_tokens, ctx.device)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
     msg.info(f"Text: {stats.summary()}; {result['tokens']} targets per direction")
     msg.table([("forward", f"{result['fwd_ppl']:.2f}"), ("backward", f"{result['bwd_ppl']:.2f}"),
                ("average", f"{result['ppl']:.2f}")], header=("perplexity", ""), divider=True)
@@ -112,12 +126,10 @@ def export_cli(
     """Export a biLM to the published options.json + weights.hdf5 layout."""
     from .io import load_native, save_hdf5
 
-    try:
+    with _one_line_errors():
         bilm = load_native(model)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
-    output.mkdir(parents=True, exist_ok=True)
-    save_hdf5(bilm, output / "options.json", output / "weights.hdf5")
+        output.mkdir(parents=True, exist_ok=True)
+        save_hdf5(bilm, output / "options.json", output / "weights.hdf5")
     msg.good(f"Exported to {output / 'options.json'} and {output / 'weights.hdf5'}")
 
 
