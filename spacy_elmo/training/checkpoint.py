@@ -20,6 +20,8 @@ def _new_file(directory: Path, name: str) -> str:
             return tmp
         except FileExistsError:
             continue
+        except OSError as err:  # name the file the caller writes, not the temporary one
+            raise type(err)(err.errno, err.strerror, str(directory / name)) from err
 
 
 def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> None:
