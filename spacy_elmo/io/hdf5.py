@@ -16,6 +16,10 @@ from ..files import existing_file
 Shape = Tuple[int, ...]
 
 
+class WeightFileError(ValueError):
+    """A weight file that cannot be used; the message names the file (and the dataset)."""
+
+
 def _h5py():
     try:
         import h5py
@@ -123,7 +127,7 @@ def _check_counts(handle, path: Path, options: BiLMOptions) -> None:
     for key, wanted, what, name in counts:
         found = _count(handle, name)
         if found != wanted:
-            raise ValueError(
+            raise WeightFileError(
                 f"ELMo weight file {path} holds {found} {what} ({name(0)}, ...), but the options have {key} "
                 f"with {wanted}: are these the options of this file?"
             )
@@ -133,22 +137,22 @@ def _read_dataset(handle, path: Path, name: str, shape: Shape) -> numpy.ndarray:
     """One dataset, checked: a numeric dataset (not a group) of ``shape`` with finite values."""
     h5py = _h5py()
     if name not in handle:
-        raise ValueError(f"ELMo weight file {path}: dataset '{name}' is missing (expected shape {shape})")
+        raise WeightFileError(f"ELMo weight file {path}: dataset '{name}' is missing (expected shape {shape})")
     node = handle[name]
     if not isinstance(node, h5py.Dataset):
-        raise ValueError(f"ELMo weight file {path}: '{name}' is a {type(node).__name__}, not a dataset of shape {shape}")
+        raise WeightFileError(f"ELMo weight file {path}: '{name}' is a {type(node).__name__}, not a dataset of shape {shape}")
     if node.dtype.kind not in "fiu":
-        raise ValueError(f"ELMo weight file {path}: dataset '{name}' holds {node.dtype} values, not numbers")
+        raise WeightFileError(f"ELMo weight file {path}: dataset '{name}' holds {node.dtype} values, not numbers")
     if tuple(node.shape) != shape:
-        raise ValueError(
+        raise WeightFileError(
             f"ELMo weight file {path}: dataset '{name}' has shape {tuple(node.shape)}, but the options require {shape}"
         )
     try:
         array = numpy.asarray(node[...], dtype=numpy.float32)
-    except (OSError, KeyError) as err:
-        raise ValueError(f"ELMo weight file {path}: dataset '{name}' cannot be read (truncated?): {err}") from err
+    except Exception as err:  # as in read_hdf5_arrays
+        raise WeightFileError(f"ELMo weight file {path}: dataset '{name}' cannot be read (truncated?): {err}") from err
     if not numpy.isfinite(array).all():
-        raise ValueError(f"ELMo weight file {path}: dataset '{name}' holds NaN or infinite values")
+        raise WeightFileError(f"ELMo weight file {path}: dataset '{name}' holds NaN or infinite values")
     return array
 
 
@@ -157,12 +161,15 @@ def read_hdf5_arrays(path: Union[str, Path], options: BiLMOptions) -> Dict[str, 
     path = existing_file(path, "ELMo weight file")
     h5py = _h5py()
     try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise ValueError(f"ELMo weight file {path} cannot be read as hdf5 (truncated or not hdf5?): {err}") from err
-    with handle:
-        _check_counts(handle, path, options)
-        return {name: _read_dataset(handle, path, name, shape) for name, shape in published_layout(options)}
+        with h5py.File(path, "r") as handle:
+            _check_counts(handle, path, options)
+            return {name: _read_dataset(handle, path, name, shape) for name, shape in published_layout(options)}
+    except WeightFileError:
+        raise
+    except Exception as err:  # HDF5 reports corrupt metadata from any call, as OSError, RuntimeError, KeyError, ...
+        raise WeightFileError(
+            f"ELMo weight file {path} cannot be read as hdf5 (truncated, corrupt or not hdf5?): {err}"
+        ) from err
 
 
 def load_hdf5(options_path: Union[str, Path], weight_path: Union[str, Path]) -> BiLM:
