@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Union
 import torch
 
 from ..bilm.model import BiLM
+from ..files import existing_file
 from ..io.native import OPTIONS_FILE, WEIGHTS_FILE
 
 
@@ -42,9 +43,7 @@ def save_state(state: Dict[str, Any], path: Union[str, Path]) -> None:
 
 
 def load_state(path: Union[str, Path]) -> Dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Checkpoint not found: {path}")
+    path = existing_file(path, "Checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt files
