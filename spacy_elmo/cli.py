@@ -1,8 +1,9 @@
-"""``python -m spacy_elmo`` / ``spacy-elmo``: pretrain, evaluate, export, convert and inspect biLMs (typer, like
-spaCy's CLI)."""
+"""``python -m spacy_elmo`` / ``spacy-elmo``: pretrain, evaluate, export, convert, inspect biLMs and embed corpora
+(typer, like spaCy's CLI)."""
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import typer
 from wasabi import msg
@@ -13,8 +14,22 @@ Arg = typer.Argument
 Opt = typer.Option
 
 
-def _fail(err: Exception) -> None:
-    msg.fail(str(err), exits=1)
+def _message(err: Exception) -> str:
+    """One line for an error: the OS's reason and the path for OS errors that carry one."""
+    if isinstance(err, OSError) and err.filename is not None:
+        target = f" -> {err.filename2}" if err.filename2 is not None else ""
+        return f"{err.filename}{target}: {err.strerror or err}"
+    return str(err)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Errors of the user's input or files (ValueError, OSError) and a missing optional extra (ImportError)
+    end the command with one line, not a traceback; anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except (ValueError, OSError, ImportError) as err:
+        msg.fail(_message(err), exits=1)
 
 
 @app.command("pretrain")
@@ -53,23 +68,24 @@ def pretrain_cli(
     from .bilm.options import BiLMOptions
     from .training import PretrainConfig, pretrain
 
-    if threads:
-        torch.set_num_threads(threads)
     config = PretrainConfig(
         lang=lang, vocab_size=vocab_size, min_count=min_count, max_steps=max_steps, batch_tokens=batch_tokens,
         max_length=max_length, learning_rate=learning_rate, warmup_steps=warmup_steps, final_lr=final_lr,
         dropout=dropout, clip=clip, seed=seed, heldout=heldout, dev_max_sequences=dev_max_sequences,
         eval_every=eval_every, checkpoint_every=checkpoint_every, log_every=log_every, max_minutes=max_minutes,
     )
-    try:
+    with _one_line_errors():
+        if threads < 0:
+            raise ValueError(f"--threads must be 0 (torch's default) or positive, got {threads}")
+        if threads:
+            torch.set_num_threads(threads)
         opts = BiLMOptions.from_file(options) if options is not None else None
         summary = pretrain(texts, output, config, opts, init_weights, init_options, dev or None, resume, device)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
     if summary:
-        dev_ppl = summary["dev"].get("ppl", float("nan"))
+        dev = summary["dev"]
+        held_out = f"held-out perplexity {dev['ppl']:.2f}, unigram {summary['unigram_ppl']:.1f}" if dev else "no held-out text"
         msg.good(f"Trained {summary['step']} steps ({summary['tokens_seen']} tokens) in {summary['minutes']:.1f} min; "
-                 f"held-out perplexity {dev_ppl:.2f}, unigram {summary['unigram_ppl']:.1f}. biLM in {output}")
+                 f"{held_out}. biLM in {output}")
 
 
 @app.command("evaluate")
@@ -91,7 +107,7 @@ def evaluate_cli(
     from .training.scores import LMScorer, SentenceScore, score_lines
     from .training.trainer import load_lm
 
-    try:
+    with _one_line_errors():
         lm, vocab, head = load_lm(model)
         scorer = LMScorer(lm, vocab, setup(device).device, batch_tokens)
         tokenizer = Tokenizer(head["lang"], head["max_length"])
@@ -112,8 +128,6 @@ def evaluate_cli(
                 raise ValueError(f"Input file {path} has no usable text")
         if out and out is not sys.stdout:
             out.close()
-    except (ValueError, FileNotFoundError, OSError) as err:
-        _fail(err)
     total = SentenceScore.join(lines)
     summary = [("forward", f"{total.fwd_ppl:.2f}"), ("backward", f"{total.bwd_ppl:.2f}"), ("average", f"{total.ppl:.2f}")]
     text = f"Text: {stats.summary()}; {total.n_targets} targets per direction"
@@ -132,12 +146,10 @@ def export_cli(
     """Export a biLM to the published options.json + weights.hdf5 layout."""
     from .io import load_native, save_hdf5
 
-    try:
+    with _one_line_errors():
         bilm = load_native(model)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
-    output.mkdir(parents=True, exist_ok=True)
-    save_hdf5(bilm, output / "options.json", output / "weights.hdf5")
+        output.mkdir(parents=True, exist_ok=True)
+        save_hdf5(bilm, output / "options.json", output / "weights.hdf5")
     msg.good(f"Exported to {output / 'options.json'} and {output / 'weights.hdf5'}")
 
 
@@ -150,10 +162,8 @@ def convert_cli(
     """Convert a published hdf5 biLM to a native biLM directory, which loads without h5py."""
     from .io.info import convert
 
-    try:
+    with _one_line_errors():
         info = convert(weights, output, options)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        _fail(err)
     msg.good(f"Converted {weights} to {output} ({info['parameters']['total']:,} parameters, digest {info['digest'][:16]})")
 
 
@@ -194,10 +204,8 @@ def info_cli(
     """A biLM's options, parameter count, sizes, listener width and a digest of its arrays."""
     from .io.info import describe
 
-    try:
+    with _one_line_errors():
         info = describe(path, options)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        _fail(err)
     if as_json:
         print(json.dumps(info, indent=2))
     else:
@@ -238,7 +246,7 @@ def embed_cli(
 
     if threads:
         torch.set_num_threads(threads)
-    try:
+    with _one_line_errors():
         if engine not in ("local", "ray"):
             raise ValueError(f"--engine must be local or ray, got {engine!r}")
         settings = EmbedSettings(format=fmt, layers=layers, dtype=dtype, lang=lang, model=model, tokenized=tokenized,
@@ -251,8 +259,6 @@ def embed_cli(
                                          cpus_per_worker, gpus_per_worker, device, say=msg.info)
         else:
             result = embed_corpus(texts, output, weights, options, settings, resume, device)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
     if result:
         manifest = result["manifest"]
         msg.info(f"Text: {result['stats'].summary()}")

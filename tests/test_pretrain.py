@@ -163,11 +163,11 @@ def test_vocab_build_counts_and_file(tmp_path):
     assert vocab.counts == [4, 4, 3, 5, 5]  # c and d are unknown
     assert vocab.ids(["a", "zzz", "b"]) == [3, 2, 4]
     assert math.isclose(sum(math.exp(p) for p in vocab.unigram_log_probs()), 1.0)
-    vocab.to_file(tmp_path / "vocab.txt")
-    assert Vocab.from_file(tmp_path / "vocab.txt") == vocab
-    (tmp_path / "bad.txt").write_text("a\nb\n")
+    vocab.to_file(tmp_path / "vocab.jsonl")
+    assert Vocab.from_file(tmp_path / "vocab.jsonl") == vocab
+    (tmp_path / "bad.jsonl").write_text('"a"\n"b"\n')
     with pytest.raises(ValueError, match="lacks the special tokens"):
-        Vocab.from_file(tmp_path / "bad.txt")
+        Vocab.from_file(tmp_path / "bad.jsonl")
     # unigram perplexity by hand: targets a, <UNK>, </S>; add-one over 5 types, total 21 + 5
     expected = math.exp(-(math.log(6 / 26) + math.log(4 / 26) + math.log(5 / 26)) / 3)
     assert math.isclose(unigram_perplexity(vocab, [["a", "zzz"]]), expected)
@@ -333,7 +333,7 @@ def test_export_then_load_gives_identical_outputs(trained, tmp_path):
     native, published = load_native(trained), load_bilm(weights, options)
     for (name, a), b in zip(native.state_dict().items(), published.state_dict().values()):
         assert torch.equal(a, b), name
-    assert json.loads(options.read_text())["n_tokens_vocab"] == len(Vocab.from_file(trained / "vocab.txt"))
+    assert json.loads(options.read_text())["n_tokens_vocab"] == len(Vocab.from_directory(trained))
     docs = []
     for config in ({"weights": str(trained)}, {"weights": str(weights), "options": str(options)}):
         nlp = spacy.blank("en")
@@ -356,7 +356,7 @@ def test_continue_training_a_published_bilm(tiny_files, tiny_arrays, corpus, tmp
     # continuing from a pretrain output keeps its vocabulary and LM head
     summary = run([corpus], tmp_path / "more", small_config(max_steps=2, vocab_size=50),
                        init_weights=tmp_path / "same")
-    assert Vocab.from_file(tmp_path / "more" / "vocab.txt") == Vocab.from_file(tmp_path / "same" / "vocab.txt")
+    assert Vocab.from_directory(tmp_path / "more") == Vocab.from_directory(tmp_path / "same")
     assert summary["step"] == 2
     with pytest.raises(ValueError, match="does not match the architecture"):
         from spacy_elmo.bilm import preset

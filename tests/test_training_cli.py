@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,24 @@ def test_fill_config_debug_config_and_train(name, tmp_path, tiny_files, corpora)
         assert spacy.load(tmp_path / "out" / "model-last").pipe_names == ["elmo", name.split("_")[0]]
 
 
+def fresh_venv_seeing_this_one(venv: Path) -> Path:
+    """A new venv whose Python also sees this interpreter's packages (torch, spaCy, spacy-elmo), so that
+    nothing is downloaded; its python.
+
+    ``venv --system-site-packages`` would not do: made from a venv's Python it reaches the base
+    interpreter's packages, not the venv's. A ``.pth`` line that calls ``site.addsitedir`` appends this
+    environment's site-packages after the new venv's own, and runs their ``.pth`` files (the editable
+    install of spacy-elmo), so the new venv's own installs come first.
+    """
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+    ours = [path for path in site.getsitepackages() if Path(path).is_dir()]
+    (Path(purelib) / "outer-environment.pth").write_text("".join(f"import site; site.addsitedir({p!r})\n" for p in ours))
+    return python
+
+
 @pytest.mark.slow
 def test_spacy_package_wheel_installs_and_loads_in_a_fresh_venv(tmp_path, tiny_files, corpora):
     if importlib.util.find_spec("build") is None and importlib.util.find_spec("wheel") is None:
@@ -64,9 +83,7 @@ def test_spacy_package_wheel_installs_and_loads_in_a_fresh_venv(tmp_path, tiny_f
         f.unlink()
     (wheel,) = (tmp_path / "dist").glob("*/dist/*.whl")
     venv = tmp_path / "venv"
-    # the system site-packages provide torch and spacy-elmo: nothing is downloaded
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True, timeout=300)
-    python = venv / "bin" / "python"
+    python = fresh_venv_seeing_this_one(venv)
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], check=True, timeout=300)
     script = (
         "import json, spacy; nlp = spacy.load('en_elmo_ner_test'); doc = nlp('Alice lives in Paris .');"

@@ -1,11 +1,17 @@
 """The biLM hyper-parameters, read from and written to the published ``options.json`` layout."""
+import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-import json
+from ..files import existing_file
 
 ACTIVATIONS = ("relu", "tanh")
+MAX_CHARACTERS = 50  # characters per token, as published
+_CNN_KEYS = ("activation", "filters", "n_highway", "embedding", "n_characters", "max_characters_per_token")
+_LSTM_KEYS = ("dim", "projection_dim", "n_layers", "cell_clip", "proj_clip", "use_skip_connections")
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -60,34 +66,28 @@ class BiLMOptions:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "BiLMOptions":
-        try:
-            cnn = data["char_cnn"]
-            lstm = data["lstm"]
-            char_opts = CharCNNOptions(
-                filters=tuple((int(w), int(n)) for w, n in cnn["filters"]),
-                n_highway=int(cnn["n_highway"]),
-                embedding_dim=int(cnn["embedding"]["dim"]),
-                activation=str(cnn.get("activation", "relu")),
-                n_characters=int(cnn.get("n_characters", 262)),
-                max_characters_per_token=int(cnn.get("max_characters_per_token", 50)),
-            )
-            lstm_opts = LSTMOptions(
-                dim=int(lstm["dim"]),
-                projection_dim=int(lstm["projection_dim"]),
-                n_layers=int(lstm["n_layers"]),
-                cell_clip=float(lstm["cell_clip"]) if lstm.get("cell_clip") is not None else 0.0,
-                proj_clip=float(lstm["proj_clip"]) if lstm.get("proj_clip") is not None else 0.0,
-                use_skip_connections=bool(lstm.get("use_skip_connections", False)),
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"Invalid biLM options: missing or malformed key {err!s}") from err
-        if char_opts.activation not in ACTIVATIONS:
-            raise ValueError(f"Unsupported char_cnn activation {char_opts.activation!r}: expected one of {ACTIVATIONS}")
-        if char_opts.n_characters not in (261, 262):
-            raise ValueError(f"char_cnn.n_characters must be 261 or 262, got {char_opts.n_characters}")
-        if char_opts.max_characters_per_token != 50:
-            raise ValueError("Only max_characters_per_token = 50 (the published value) is supported")
-        extra = {k: v for k, v in data.items() if k not in ("char_cnn", "lstm")}
+        """Options from the published layout; every key is checked (type and range) and errors name it."""
+        top = _section(data, "")
+        cnn = _section(top.get("char_cnn"), "char_cnn", _CNN_KEYS)
+        lstm = _section(top.get("lstm"), "lstm", _LSTM_KEYS)
+        embedding = _section(cnn.get("embedding"), "char_cnn.embedding", ("dim",))
+        char_opts = CharCNNOptions(
+            filters=_filters(cnn.get("filters", _MISSING)),
+            n_highway=_integer(cnn, "char_cnn", "n_highway", minimum=0),
+            embedding_dim=_integer(embedding, "char_cnn.embedding", "dim"),
+            activation=_choice(cnn, "char_cnn", "activation", ACTIVATIONS, default="relu"),
+            n_characters=_choice(cnn, "char_cnn", "n_characters", (261, 262), default=262),
+            max_characters_per_token=_choice(cnn, "char_cnn", "max_characters_per_token", (50,), default=50),
+        )
+        lstm_opts = LSTMOptions(
+            dim=_integer(lstm, "lstm", "dim"),
+            projection_dim=_integer(lstm, "lstm", "projection_dim"),
+            n_layers=_integer(lstm, "lstm", "n_layers"),
+            cell_clip=_clip(lstm, "cell_clip"),
+            proj_clip=_clip(lstm, "proj_clip"),
+            use_skip_connections=_boolean(lstm, "lstm", "use_skip_connections", default=False),
+        )
+        extra = {k: v for k, v in top.items() if k not in ("char_cnn", "lstm")}
         return cls(char_cnn=char_opts, lstm=lstm_opts, extra=extra)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -106,11 +106,11 @@ class BiLMOptions:
 
     @classmethod
     def from_file(cls, path: Union[str, Path]) -> "BiLMOptions":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"biLM options file not found: {path}")
+        path = existing_file(path, "biLM options file")
         try:
-            data = json.loads(path.read_text(encoding="utf8"))
+            data = json.loads(path.read_bytes().decode("utf8"))
+        except UnicodeDecodeError as err:
+            raise ValueError(f"biLM options file {path} is not UTF-8 text (byte {err.start}): not an options.json?") from err
         except json.JSONDecodeError as err:
             raise ValueError(f"biLM options file {path} is not valid JSON: {err}") from err
         try:
@@ -120,6 +120,86 @@ class BiLMOptions:
 
     def to_file(self, path: Union[str, Path]) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2), encoding="utf8")
+
+
+def _describe(value: Any) -> str:
+    return "nothing" if value is _MISSING else f"{value!r} ({type(value).__name__})"
+
+
+def _key(section: str, name: str) -> str:
+    return f"{section}.{name}" if section else name
+
+
+def _section(value: Any, name: str, allowed: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    if value is None and name:
+        raise ValueError(f"key '{name}' is missing")
+    if not isinstance(value, dict):
+        where = f"key '{name}'" if name else "the options"
+        raise ValueError(f"{where} must be a JSON object, got {_describe(value)}")
+    unknown = sorted(k for k in value if allowed is not None and k not in allowed)
+    if unknown:  # a misspelt key would otherwise fall back to its default unnoticed
+        raise ValueError(f"unknown keys in '{name}': {unknown} (expected some of {list(allowed)})")
+    return value
+
+
+def _as_int(value: Any) -> Optional[int]:
+    """``value`` as an int if it is one (an integral float too); None for anything else (bools included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _integer(data: Dict[str, Any], section: str, name: str, minimum: int = 1) -> int:
+    value = data.get(name, _MISSING)
+    number = _as_int(value)
+    if number is None or number < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"key '{_key(section, name)}' must be {kind}, got {_describe(value)}")
+    return number
+
+
+def _choice(data: Dict[str, Any], section: str, name: str, choices: Tuple[Any, ...], default: Any) -> Any:
+    value = data.get(name, default)
+    found = _as_int(value) if isinstance(choices[0], int) else value if isinstance(value, str) else None
+    if found not in choices:
+        raise ValueError(f"key '{_key(section, name)}' must be one of {list(choices)}, got {_describe(value)}")
+    return found
+
+
+def _boolean(data: Dict[str, Any], section: str, name: str, default: bool) -> bool:
+    value = data.get(name, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"key '{_key(section, name)}' must be true or false, got {_describe(value)}")
+    return value
+
+
+def _clip(data: Dict[str, Any], name: str) -> float:
+    """A clip value: a finite number >= 0, or null (0 and null: no clipping)."""
+    value = data.get(name)
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"key 'lstm.{name}' must be a finite number >= 0 or null (no clipping), got {_describe(value)}")
+    return float(value)
+
+
+def _filters(value: Any) -> Tuple[Tuple[int, int], ...]:
+    """``[[width, count], ...]``: at least one filter, widths 1 to 50, counts >= 1."""
+    problem = f"key 'char_cnn.filters' must be a non-empty list of [width, count] pairs of positive integers " \
+              f"(width at most {MAX_CHARACTERS}), got {_describe(value)}"
+    if not isinstance(value, list) or not value:
+        raise ValueError(problem)
+    filters = []
+    for entry in value:
+        pair = [_as_int(v) for v in entry] if isinstance(entry, list) and len(entry) == 2 else [None]
+        if None in pair or not (1 <= pair[0] <= MAX_CHARACTERS and pair[1] >= 1):
+            raise ValueError(f"{problem}: entry {entry!r}")
+        filters.append((pair[0], pair[1]))
+    return tuple(filters)
 
 
 def preset(name: str) -> BiLMOptions:

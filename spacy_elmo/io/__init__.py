@@ -3,6 +3,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..bilm.model import BiLM
+from ..files import existing
 from .hdf5 import load_hdf5, save_hdf5
 from .native import bilm_from_bytes, bilm_to_bytes, load_native, save_native
 
@@ -11,7 +12,7 @@ PathLike = Union[str, Path]
 
 def load_bilm(weights: PathLike, options: Optional[PathLike] = None) -> BiLM:
     """Load a biLM: a native directory, or a published hdf5 file with its ``options.json``."""
-    weights = Path(weights)
+    weights = existing(weights, "ELMo weights")
     if weights.is_dir():
         return load_native(weights)
     if options is None:

@@ -2,16 +2,22 @@
 
 h5py is imported only here, and only when a file is read or written (``pip install spacy-elmo[hdf5]``).
 """
+import itertools
 from pathlib import Path
-from typing import Dict, Iterator, Tuple, Union
+from typing import Callable, Dict, Iterator, Tuple, Union
 
 import numpy
 import torch
 
 from ..bilm.model import BiLM
 from ..bilm.options import BiLMOptions
+from ..files import existing_file
 
 Shape = Tuple[int, ...]
+
+
+class WeightFileError(ValueError):
+    """A weight file that cannot be used; the message names the file (and the dataset)."""
 
 
 def _h5py():
@@ -105,39 +111,74 @@ def _from_state(bilm: BiLM) -> Dict[str, numpy.ndarray]:
     return arrays
 
 
+def _count(handle, name: Callable[[int], str]) -> int:
+    """How many of ``name(0)``, ``name(1)``, ... the file holds, in a row."""
+    return next(i for i in itertools.count() if name(i) not in handle)
+
+
+def _check_counts(handle, path: Path, options: BiLMOptions) -> None:
+    """The file's numbers of filters, highways and LSTM layers against the options, before any shape is
+    computed from them (an options file asking for 10^6 layers fails here, not in an allocation)."""
+    counts = (
+        ("char_cnn.filters", len(options.char_cnn.filters), "character filters", lambda i: f"CNN/W_cnn_{i}"),
+        ("char_cnn.n_highway", options.char_cnn.n_highway, "highway layers", lambda i: f"CNN_high_{i}"),
+        ("lstm.n_layers", options.lstm.n_layers, "LSTM layers", lambda i: _cell(0, i)),
+    )
+    for key, wanted, what, name in counts:
+        found = _count(handle, name)
+        if found != wanted:
+            raise WeightFileError(
+                f"ELMo weight file {path} holds {found} {what} ({name(0)}, ...), but the options have {key} "
+                f"with {wanted}: are these the options of this file?"
+            )
+
+
+def _read_dataset(handle, path: Path, name: str, shape: Shape) -> numpy.ndarray:
+    """One dataset, checked: a numeric dataset (not a group) of ``shape`` with finite values."""
+    h5py = _h5py()
+    if name not in handle:
+        raise WeightFileError(f"ELMo weight file {path}: dataset '{name}' is missing (expected shape {shape})")
+    node = handle[name]
+    if not isinstance(node, h5py.Dataset):
+        raise WeightFileError(f"ELMo weight file {path}: '{name}' is a {type(node).__name__}, not a dataset of shape {shape}")
+    if node.dtype.kind not in "fiu":
+        raise WeightFileError(f"ELMo weight file {path}: dataset '{name}' holds {node.dtype} values, not numbers")
+    if tuple(node.shape) != shape:
+        raise WeightFileError(
+            f"ELMo weight file {path}: dataset '{name}' has shape {tuple(node.shape)}, but the options require {shape}"
+        )
+    try:
+        array = numpy.asarray(node[...], dtype=numpy.float32)
+    except Exception as err:  # as in read_hdf5_arrays
+        raise WeightFileError(f"ELMo weight file {path}: dataset '{name}' cannot be read (truncated?): {err}") from err
+    if not numpy.isfinite(array).all():
+        raise WeightFileError(f"ELMo weight file {path}: dataset '{name}' holds NaN or infinite values")
+    return array
+
+
 def read_hdf5_arrays(path: Union[str, Path], options: BiLMOptions) -> Dict[str, numpy.ndarray]:
-    """Read and shape-check every dataset the options require; errors name file, dataset and shapes."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"ELMo weight file not found: {path}")
+    """Read and check every dataset the options require; errors name file, dataset and shapes."""
+    path = existing_file(path, "ELMo weight file")
     h5py = _h5py()
     try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise ValueError(f"ELMo weight file {path} cannot be read as hdf5 (truncated or not hdf5?): {err}") from err
-    arrays: Dict[str, numpy.ndarray] = {}
-    with handle:
-        for name, shape in published_layout(options):
-            if name not in handle:
-                raise ValueError(f"ELMo weight file {path}: dataset '{name}' is missing (expected shape {shape})")
-            found = tuple(handle[name].shape)
-            if found != shape:
-                raise ValueError(
-                    f"ELMo weight file {path}: dataset '{name}' has shape {found}, "
-                    f"but the options require {shape}"
-                )
-            try:
-                arrays[name] = numpy.asarray(handle[name][...], dtype=numpy.float32)
-            except (OSError, KeyError) as err:
-                raise ValueError(f"ELMo weight file {path}: dataset '{name}' cannot be read (truncated?): {err}") from err
-    return arrays
+        with h5py.File(path, "r") as handle:
+            _check_counts(handle, path, options)
+            return {name: _read_dataset(handle, path, name, shape) for name, shape in published_layout(options)}
+    except WeightFileError:
+        raise
+    except Exception as err:  # HDF5 reports corrupt metadata from any call, as OSError, RuntimeError, KeyError, ...
+        raise WeightFileError(
+            f"ELMo weight file {path} cannot be read as hdf5 (truncated, corrupt or not hdf5?): {err}"
+        ) from err
 
 
 def load_hdf5(options_path: Union[str, Path], weight_path: Union[str, Path]) -> BiLM:
-    """A :class:`BiLM` from a published ``options.json`` + hdf5 pair."""
+    """A :class:`BiLM` from a published ``options.json`` + hdf5 pair; the file is checked against the
+    options before the model is built."""
     options = BiLMOptions.from_file(options_path)
+    arrays = read_hdf5_arrays(weight_path, options)
     bilm = BiLM(options)
-    bilm.load_state_dict(_to_state(read_hdf5_arrays(weight_path, options), options))
+    bilm.load_state_dict(_to_state(arrays, options))
     return bilm.eval()
 
 

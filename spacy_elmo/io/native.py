@@ -8,23 +8,49 @@ import torch
 
 from ..bilm.model import BiLM
 from ..bilm.options import BiLMOptions
+from ..files import existing, existing_file
 
 OPTIONS_FILE = "options.json"
 WEIGHTS_FILE = "weights.pt"
 
 
-def _checked_load(bilm: BiLM, state: Dict[str, torch.Tensor], source: str) -> BiLM:
-    expected = bilm.state_dict()
+def _indices(state: Dict[str, torch.Tensor], prefix: str) -> int:
+    """How many modules ``prefix.0``, ``prefix.1``, ... the state dict has weights for."""
+    found = {key[len(prefix):].split(".", 1)[0] for key in state if key.startswith(prefix)}
+    return len(found)
+
+
+def _check_state(state: Dict[str, torch.Tensor], options: BiLMOptions, source: str) -> None:
+    """The state dict against the options, before the model is built: first the numbers of filters,
+    highways and LSTM layers (cheap, whatever the options say), then every name, shape and value."""
+    counts = (
+        ("char_cnn.filters", len(options.char_cnn.filters), "character filters", "token_encoder.convs."),
+        ("char_cnn.n_highway", options.char_cnn.n_highway, "highway layers", "token_encoder.highways."),
+        ("lstm.n_layers", options.lstm.n_layers, "LSTM layers", "lstm.layers."),
+    )
+    for key, wanted, what, prefix in counts:
+        found = _indices(state, prefix)
+        if found != wanted:
+            raise ValueError(f"{source} holds {found} {what}, but the options have {key} with {wanted}")
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        expected = {k: tuple(v.shape) for k, v in BiLM(options).state_dict().items()}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise ValueError(f"{source}: weights do not match the options (missing {missing}, unexpected {unexpected})")
-    for name, tensor in expected.items():
-        if tuple(state[name].shape) != tuple(tensor.shape):
-            raise ValueError(
-                f"{source}: weight '{name}' has shape {tuple(state[name].shape)}, "
-                f"but the options require {tuple(tensor.shape)}"
-            )
+    for name, shape in expected.items():
+        tensor = state[name]
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"{source}: weight '{name}' has shape {tuple(tensor.shape)}, but the options require {shape}")
+        if not tensor.is_floating_point():
+            raise ValueError(f"{source}: weight '{name}' holds {tensor.dtype} values, not floating point numbers")
+        if not torch.isfinite(tensor).all():
+            raise ValueError(f"{source}: weight '{name}' holds NaN or infinite values")
+
+
+def _checked_load(options: BiLMOptions, state: Dict[str, torch.Tensor], source: str) -> BiLM:
+    _check_state(state, options, source)
+    bilm = BiLM(options)
     bilm.load_state_dict(state)
     return bilm.eval()
 
@@ -32,9 +58,15 @@ def _checked_load(bilm: BiLM, state: Dict[str, torch.Tensor], source: str) -> Bi
 def _load_state(data: Union[bytes, Path], source: str) -> Dict[str, torch.Tensor]:
     try:
         stream = io.BytesIO(data) if isinstance(data, bytes) else data
-        return torch.load(stream, map_location="cpu", weights_only=True)
+        state = torch.load(stream, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or truncated files
         raise ValueError(f"{source}: cannot read the biLM weights (truncated or not a torch state dict): {err}") from err
+    if not isinstance(state, dict):
+        raise ValueError(f"{source}: holds a {type(state).__name__}, not a state dict of the biLM weights")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise ValueError(f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor of the biLM weights")
+    return state
 
 
 def save_native(bilm: BiLM, path: Union[str, Path]) -> None:
@@ -46,13 +78,14 @@ def save_native(bilm: BiLM, path: Union[str, Path]) -> None:
 
 
 def load_native(path: Union[str, Path]) -> BiLM:
-    """Read a biLM written by :func:`save_native`."""
-    path = Path(path)
-    weights = path / WEIGHTS_FILE
-    if not weights.exists():
-        raise FileNotFoundError(f"biLM weights not found: {weights}")
-    bilm = BiLM(BiLMOptions.from_file(path / OPTIONS_FILE))
-    return _checked_load(bilm, _load_state(weights, str(weights)), str(weights))
+    """Read a biLM written by :func:`save_native`; the weights are checked against the options before
+    the model is built."""
+    path = existing(path, "biLM directory")
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a native biLM directory ({OPTIONS_FILE} + {WEIGHTS_FILE})")
+    options = BiLMOptions.from_file(path / OPTIONS_FILE)
+    weights = existing_file(path / WEIGHTS_FILE, "biLM weights")
+    return _checked_load(options, _load_state(weights, str(weights)), str(weights))
 
 
 def bilm_to_bytes(bilm: BiLM) -> Dict[str, bytes]:
@@ -64,5 +97,8 @@ def bilm_to_bytes(bilm: BiLM) -> Dict[str, bytes]:
 
 def bilm_from_bytes(data: Dict[str, bytes]) -> BiLM:
     """The inverse of :func:`bilm_to_bytes`."""
-    bilm = BiLM(BiLMOptions.from_dict(json.loads(data["options"])))
-    return _checked_load(bilm, _load_state(data["weights"], "biLM bytes"), "biLM bytes")
+    try:
+        options = BiLMOptions.from_dict(json.loads(data["options"]))
+    except (ValueError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"biLM bytes: invalid options: {err}") from err
+    return _checked_load(options, _load_state(data["weights"], "biLM bytes"), "biLM bytes")

@@ -17,6 +17,7 @@ from thinc.types import Floats3d
 
 from ..bilm.model import BiLM
 from ..bilm.precision import MODES
+from ..devices import parse_device
 from ..io import bilm_from_bytes, bilm_to_bytes, load_bilm, load_native, save_native
 from ..layers.bilm_model import get_bilm, get_doc_cache, get_embedder, has_bilm, set_bilm
 from ..layers.listener import LISTENER_NAME, listener_batch_id
@@ -86,6 +87,14 @@ def make_elmo(
     )
 
 
+def _valid_mix_weights(weights: Sequence[float]) -> bool:
+    try:
+        values = numpy.asarray(weights, dtype=numpy.float64)
+    except (TypeError, ValueError):
+        return False
+    return values.ndim == 1 and bool(numpy.isfinite(values).all() and (values >= 0).all() and values.sum() > 0)
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -119,12 +128,18 @@ class ElmoComponent(TrainablePipe):
             raise ValueError(f"elmo: mix must be one of {MIXES}, got {mix!r}")
         if (mix == "weighted") != (mix_weights is not None):
             raise ValueError("elmo: give mix_weights exactly when mix = 'weighted'")
+        if mix_weights is not None and not _valid_mix_weights(mix_weights):
+            raise ValueError(f"elmo: mix_weights must be finite non-negative numbers, not all 0, got {mix_weights}")
         if max_batch_tokens < 1 or window < 1:
             raise ValueError("elmo: max_batch_tokens and window must be positive")
         if cache_size < 0 or doc_cache_size < 0:
             raise ValueError("elmo: cache_size and doc_cache_size must be 0 (off) or positive")
         if precision not in MODES:
             raise ValueError(f"elmo: precision must be one of {MODES}, got {precision!r}")
+        try:
+            parse_device(device)
+        except ValueError as err:
+            raise ValueError(f"elmo: {err}") from None
         install_extensions()
         self.vocab = vocab
         self.model = model

@@ -1,19 +1,33 @@
 """Atomic files: written to a temporary name beside the target, flushed, then moved over it."""
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Callable, Dict, Union
 
 import torch
 
 from ..bilm.model import BiLM
+from ..files import existing_file
 from ..io.native import OPTIONS_FILE, WEIGHTS_FILE
+
+
+def _new_file(directory: Path, name: str) -> str:
+    """A new empty file beside the target with the mode an ordinary write would give it (0666 less the
+    umask), so that other users can read what is written; ``tempfile.mkstemp`` would make it 0600."""
+    while True:
+        tmp = str(directory / f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+        except OSError as err:  # name the file the caller writes, not the temporary one
+            raise type(err)(err.errno, err.strerror, str(directory / name)) from err
 
 
 def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _new_file(path.parent, path.name)
     try:
         write(Path(tmp))
         with open(tmp, "rb") as handle:
@@ -29,9 +43,7 @@ def save_state(state: Dict[str, Any], path: Union[str, Path]) -> None:
 
 
 def load_state(path: Union[str, Path]) -> Dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Checkpoint not found: {path}")
+    path = existing_file(path, "Checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt files

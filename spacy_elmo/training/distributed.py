@@ -8,6 +8,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..devices import parse_device
+
 
 @dataclass(frozen=True)
 class Context:
@@ -27,11 +29,10 @@ class Context:
 def setup(device: str = "auto") -> Context:
     """Join the process group when started by torchrun (``WORLD_SIZE`` > 1); pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    if cuda and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} asked for, but CUDA is not available")
+    chosen = parse_device(device)
+    cuda = chosen.type == "cuda"
     if world <= 1:
-        return Context(device=torch.device("cuda" if cuda else "cpu") if device == "auto" else torch.device(device))
+        return Context(device=chosen)
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if cuda:
         torch.cuda.set_device(local)

@@ -1,7 +1,7 @@
 """The pretraining loop: Adam with warmup and linear decay, clipping, held-out perplexity, exact resume.
 
 The output directory is a native biLM (``options.json`` + ``weights.pt``, usable as ``elmo``'s ``weights``)
-plus the LM head (``vocab.txt``, ``lm_head.json``, ``lm_head.pt``), ``checkpoint.pt`` (everything a resume
+plus the LM head (``vocab.jsonl``, ``lm_head.json``, ``lm_head.pt``), ``checkpoint.pt`` (everything a resume
 needs: weights, optimiser, schedule, data position, every rank's RNG) and ``log.jsonl``.
 """
 import dataclasses
@@ -10,7 +10,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -26,11 +26,10 @@ from .corpus import Tokenizer, check_paths
 from .lm import BiLMLanguageModel
 from .scan import scan, unigram_perplexity
 from .softmax import default_cutoffs
-from .vocab import Vocab
+from .vocab import FILE as VOCAB, LEGACY_FILE as LEGACY_VOCAB, SPECIALS, Vocab
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
-VOCAB = "vocab.txt"
 HEAD_CONFIG = "lm_head.json"
 HEAD_WEIGHTS = "lm_head.pt"
 # settings a resumed run must share with the run it continues
@@ -60,13 +59,27 @@ class PretrainConfig:
     max_minutes: float = 0.0
 
     def check(self) -> None:
-        if self.batch_tokens < self.max_length + 2:
-            raise ValueError(f"batch_tokens ({self.batch_tokens}) must hold one sequence of max_length + 2 tokens")
-        for name in ("max_steps", "eval_every", "checkpoint_every", "log_every", "vocab_size"):
+        """Every setting in its range, before any text is read; errors name the setting and its value."""
+        for name in ("max_steps", "eval_every", "checkpoint_every", "log_every", "max_length", "min_count",
+                     "dev_max_sequences"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0.0 <= self.heldout < 1.0 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError("heldout and dropout must be in [0, 1)")
+        if self.vocab_size < len(SPECIALS) + 1:
+            raise ValueError(f"vocab_size must be at least {len(SPECIALS) + 1} (the special tokens and one more), "
+                             f"got {self.vocab_size}")
+        if self.batch_tokens < self.max_length + 2:
+            raise ValueError(f"batch_tokens ({self.batch_tokens}) must hold one sequence of max_length + 2 tokens")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
+            raise ValueError(f"learning_rate must be a number >= 0, got {self.learning_rate}")
+        if not (math.isfinite(self.clip) and self.clip > 0):
+            raise ValueError(f"clip must be a positive number, got {self.clip}")
+        if self.warmup_steps < 0 or not (self.max_minutes >= 0):
+            raise ValueError(f"warmup_steps and max_minutes must be >= 0, got {self.warmup_steps} and {self.max_minutes}")
+        if not 0.0 <= self.final_lr <= 1.0:
+            raise ValueError(f"final_lr must be in [0, 1], got {self.final_lr}")
+        for name in ("heldout", "dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 def lr_factor(step: int, config: PretrainConfig, progress: float = 0.0) -> float:
@@ -83,13 +96,15 @@ def lr_factor(step: int, config: PretrainConfig, progress: float = 0.0) -> float
 def save_head(lm: BiLMLanguageModel, vocab: Vocab, lang: str, max_length: int, directory: Path) -> None:
     config = {"vocab_size": len(vocab), "cutoffs": lm.cutoffs, "lang": lang, "max_length": max_length}
     atomic_write(directory / VOCAB, vocab.to_file)
+    (directory / LEGACY_VOCAB).unlink(missing_ok=True)  # one vocabulary per directory
     atomic_write(directory / HEAD_CONFIG, lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
     state = {k: v.detach().cpu() for k, v in lm.softmax.state_dict().items()}
     atomic_write(directory / HEAD_WEIGHTS, lambda tmp: torch.save(state, tmp))
 
 
 def has_head(directory: Path) -> bool:
-    return all((directory / name).exists() for name in (VOCAB, HEAD_CONFIG, HEAD_WEIGHTS))
+    has_vocab = (directory / VOCAB).exists() or (directory / LEGACY_VOCAB).exists()
+    return has_vocab and all((directory / name).exists() for name in (HEAD_CONFIG, HEAD_WEIGHTS))
 
 
 def load_lm(directory: Path) -> Tuple[BiLMLanguageModel, Vocab, Dict[str, Any]]:
@@ -98,7 +113,7 @@ def load_lm(directory: Path) -> Tuple[BiLMLanguageModel, Vocab, Dict[str, Any]]:
     if not has_head(directory):
         raise ValueError(f"{directory} has no LM head ({VOCAB}, {HEAD_CONFIG}, {HEAD_WEIGHTS}): not a pretrain output")
     bilm = load_native(directory)
-    vocab = Vocab.from_file(directory / VOCAB)
+    vocab = Vocab.from_directory(directory)
     config = json.loads((directory / HEAD_CONFIG).read_text(encoding="utf8"))
     if config["vocab_size"] != len(vocab):
         raise ValueError(f"{directory}: {HEAD_CONFIG} says {config['vocab_size']} tokens, {VOCAB} has {len(vocab)}")
@@ -141,6 +156,15 @@ def _time_spent(started: float, deadline: float, ctx: distributed.Context) -> fl
         return 0.0
     share = (time.time() - started) / (deadline - started) if ctx.is_main else 0.0
     return float(distributed.all_sum(torch.tensor([share], dtype=torch.float64, device=ctx.device), ctx)[0])
+
+
+def architecture_changes(old: BiLMOptions, new: BiLMOptions) -> List[str]:
+    """``key: old -> new`` for every architecture setting that differs."""
+    changes = []
+    for section in ("char_cnn", "lstm"):
+        before, after = dataclasses.asdict(getattr(old, section)), dataclasses.asdict(getattr(new, section))
+        changes += [f"{section}.{k}: {before[k]} -> {after[k]}" for k in before if before[k] != after[k]]
+    return changes
 
 
 def _initial_model(
@@ -209,6 +233,13 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
             raise ValueError(f"--resume with settings that differ from the checkpoint's: {changed}")
         if state["world"] != ctx.world:
             raise ValueError(f"The checkpoint was written by {state['world']} processes, this run has {ctx.world}")
+        if init_weights is not None:
+            raise ValueError("--resume continues the run in the output directory: leave out --init-weights")
+        if options is not None:
+            changed = architecture_changes(BiLMOptions.from_dict(state["options"]), options)
+            if changed:
+                raise ValueError(f"--resume with --options that differ from the checkpoint's biLM "
+                                 f"({'; '.join(changed)}): leave out --options to continue the run in {output}")
     elif (output / CHECKPOINT).exists():
         raise ValueError(f"{output} already holds a run: pass --resume, or choose another output directory")
 
@@ -217,17 +248,21 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
     data = scan(files, tokenizer, config.heldout, dev_files, config.dev_max_sequences)
     say(f"Text: {data.stats.summary()}; {data.n_sequences} sequences, {data.n_tokens} tokens "
         f"(scan {time.time() - started:.1f}s); held-out: {len(data.dev)} sequences")
+    if not data.dev:
+        source = "the --dev text" if dev_files else f"the --heldout share ({config.heldout}) of {data.stats.lines} lines"
+        say(f"Warning: no held-out text ({source} gave none): held-out perplexity is not measured. "
+            f"Pass --dev, or a larger --heldout with more lines")
 
     torch.manual_seed(config.seed)
     if state is not None:
         if tuple(state["fingerprint"]) != data.fingerprint():
             raise ValueError("The training text differs from the text the checkpoint was trained on")
         bilm, head_dir = BiLM(BiLMOptions.from_dict(state["options"])), None
-        vocab = Vocab.from_file(output / VOCAB)
+        vocab = Vocab.from_directory(output)
     else:
         bilm, head_dir = _initial_model(options, init_weights, init_options)
         if head_dir is not None:
-            vocab = Vocab.from_file(head_dir / VOCAB)
+            vocab = Vocab.from_directory(head_dir)
             say(f"Continuing with the vocabulary and LM head of {head_dir}")
         else:
             vocab = Vocab.build(data.counts, data.n_sequences, config.vocab_size, config.min_count)
@@ -263,7 +298,7 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
     unigram = unigram_perplexity(vocab, data.dev) if data.dev else float("nan")
     n_params = sum(p.numel() for p in bilm.parameters())
     say(f"biLM {n_params / 1e6:.2f}M parameters, vocabulary {len(vocab)} (cutoffs {cutoffs}), "
-        f"{ctx.world} process(es) on {ctx.device}; held-out unigram perplexity {unigram:.1f}")
+        f"{ctx.world} process(es) on {ctx.device}" + (f"; held-out unigram perplexity {unigram:.1f}" if data.dev else ""))
 
     model = distributed.wrap(lm, ctx)
     log = _Log(output / LOG, ctx.is_main, step if state is not None else None)

@@ -1,15 +1,32 @@
 """The LM's output vocabulary: most frequent tokens first, plus ``<S>``, ``</S>`` and ``<UNK>``.
 
-The file format is bilm-tf's: one token per line. Frequency order matters: the adaptive softmax puts the
-first ids in its head cluster.
+Frequency order matters: the adaptive softmax puts the first ids in its head cluster. The file
+(``vocab.jsonl``) holds one JSON string per line, so that every token string round-trips: bilm-tf's plain
+one-token-per-line ``vocab.txt`` cannot hold a token with a line break, and readers that split lines on
+``\r``, ``\x85`` or ``\u2028`` (as Python's text mode and ``str.splitlines`` do) break tokens that
+hold them. Those characters are escaped, so the file's lines are lines for any reader.
 """
+import json
 import math
 from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
+from ..files import existing_file
+
 BOS, EOS, UNK = "<S>", "</S>", "<UNK>"
 SPECIALS = (BOS, EOS, UNK)
+FILE = "vocab.jsonl"
+LEGACY_FILE = "vocab.txt"  # spacy-elmo 0.1's file: one token per line, no token held "\n"
+# line breaks of str.splitlines that JSON leaves unescaped
+_UNESCAPED_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _line(token: str) -> str:
+    text = json.dumps(token, ensure_ascii=False)
+    for char, escape in _UNESCAPED_BREAKS.items():
+        text = text.replace(char, escape)
+    return text
 
 
 class Vocab:
@@ -45,7 +62,7 @@ class Vocab:
         if size < len(SPECIALS) + 1:
             raise ValueError(f"Vocabulary size must be at least {len(SPECIALS) + 1}, got {size}")
         ranked = sorted(
-            ((w, c) for w, c in counts.items() if c >= min_count and w not in SPECIALS and "\n" not in w),
+            ((w, c) for w, c in counts.items() if c >= min_count and w not in SPECIALS),
             key=lambda wc: (-wc[1], wc[0]),
         )[: size - len(SPECIALS)]
         if not ranked:
@@ -69,17 +86,53 @@ class Vocab:
         return [math.log((c + 1) / total) for c in self.counts]
 
     def to_file(self, path: Union[str, Path]) -> None:
-        Path(path).write_text("\n".join(self.tokens) + "\n", encoding="utf8")
+        with Path(path).open("w", encoding="utf8", newline="\n") as handle:
+            handle.writelines(_line(token) + "\n" for token in self.tokens)
 
     @classmethod
     def from_file(cls, path: Union[str, Path]) -> "Vocab":
+        """A vocabulary written by :meth:`to_file`."""
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"Vocabulary file not found: {path}")
-        tokens = path.read_text(encoding="utf8").split("\n")
-        if tokens and tokens[-1] == "":
-            tokens.pop()
+        return cls._from_lines(path, [_token(line, i + 1, path) for i, line in enumerate(_lines(path))])
+
+    @classmethod
+    def from_legacy_file(cls, path: Union[str, Path]) -> "Vocab":
+        """A ``vocab.txt`` of spacy-elmo 0.1: one token per line, split on ``\n`` only, as it was written."""
+        path = Path(path)
+        return cls._from_lines(path, _lines(path))
+
+    @classmethod
+    def from_directory(cls, directory: Union[str, Path]) -> "Vocab":
+        """The vocabulary of a pretrain output directory: its :data:`FILE`, else a :data:`LEGACY_FILE`."""
+        directory = Path(directory)
+        if not (directory / FILE).exists() and (directory / LEGACY_FILE).exists():
+            return cls.from_legacy_file(directory / LEGACY_FILE)
+        return cls.from_file(directory / FILE)
+
+    @classmethod
+    def _from_lines(cls, path: Path, tokens: List[str]) -> "Vocab":
         try:
             return cls(tokens)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
+
+
+def _lines(path: Path) -> List[str]:
+    path = existing_file(path, "Vocabulary file")
+    try:
+        lines = path.read_bytes().decode("utf8").split("\n")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"Vocabulary file {path} is not UTF-8 text (byte {err.start})") from err
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _token(line: str, number: int, path: Path) -> str:
+    try:
+        token = json.loads(line)
+    except json.JSONDecodeError:
+        token = None
+    if not isinstance(token, str):
+        raise ValueError(f"Vocabulary file {path}, line {number}: not a JSON string: {line[:80]!r}")
+    return token
