@@ -383,7 +383,7 @@ def reference_lm(trained, tmp_path_factory):
         f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
     head = {k: v.numpy() for k, v in torch.load(trained / "lm_head.pt", weights_only=True).items()}
     config = json.loads((trained / "lm_head.json").read_text())
-    tokens = (trained / "vocab.txt").read_text(encoding="utf8").splitlines()
+    tokens = [json.loads(line) for line in (trained / "vocab.jsonl").read_text(encoding="utf8").splitlines()]
     return arrays, json.loads((out / "options.json").read_text()), head, config, tokens
 
 

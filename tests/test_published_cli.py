@@ -103,7 +103,7 @@ def test_info_on_a_pretrain_output(tmp_path):
     summary = pretrain([corpus], tmp_path / "bilm", config, BiLMOptions.from_file(TINY))
     facts = info(tmp_path / "bilm")
     assert facts["kind"] == "pretrain" and facts["listener_width"] == 32
-    assert facts["lm_head"]["vocab_size"] == len((tmp_path / "bilm" / "vocab.txt").read_text().splitlines())
+    assert facts["lm_head"]["vocab_size"] == len((tmp_path / "bilm" / "vocab.jsonl").read_text().splitlines())
     assert facts["pretraining"]["steps"] == 2 == summary["step"]
     assert facts["digest"] == info(tmp_path / "bilm" / "weights.pt")["digest"]
     result, text = invoke("info", tmp_path / "bilm")

@@ -126,6 +126,8 @@ def _check_counts(handle, path: Path, options: BiLMOptions) -> None:
     )
     for key, wanted, what, name in counts:
         found = _count(handle, name)
+        if found < wanted and name(wanted - 1) in handle:  # a gap: one dataset is missing, not the options wrong
+            raise WeightFileError(f"ELMo weight file {path} lacks the dataset {name(found)}")
         if found != wanted:
             raise WeightFileError(
                 f"ELMo weight file {path} holds {found} {what} ({name(0)}, ...), but the options have {key} "

@@ -81,7 +81,7 @@ def load_native(path: Union[str, Path]) -> BiLM:
     """Read a biLM written by :func:`save_native`; the weights are checked against the options before
     the model is built."""
     path = existing(path, "biLM directory")
-    if not path.is_dir():
+    if not path.is_dir() or not any((path / name).exists() for name in (OPTIONS_FILE, WEIGHTS_FILE)):
         raise ValueError(f"{path} is not a native biLM directory ({OPTIONS_FILE} + {WEIGHTS_FILE})")
     options = BiLMOptions.from_file(path / OPTIONS_FILE)
     weights = existing_file(path / WEIGHTS_FILE, "biLM weights")
