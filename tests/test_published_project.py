@@ -1,6 +1,6 @@
 """The published models, offline: a local HTTP server on 127.0.0.1 serves tiny biLMs in the published layout
 under AllenNLP's paths; `spacy project assets --extra` fetches them all through vars.elmo_url, and the
-`published` workflow fetches one and trains NER and textcat over it on a tiny slice of the data."""
+`published` workflow (slow) fetches one and trains NER and textcat over it on a tiny slice of the data."""
 import functools
 import http.server
 import os
@@ -79,46 +79,59 @@ def overrides(**values) -> List[str]:
     return [arg for key, value in values.items() for arg in (f"--vars.{key}", str(value))]
 
 
-@pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs ../shared/data")
-def test_published_assets_and_workflow_from_a_local_server(tmp_path):
+def copy_project(tmp_path: Path) -> Path:
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(ROOT / "project.yml", project)
     for folder in ("configs", "scripts"):
         shutil.copytree(ROOT / folder, project / folder)
+    return project
+
+
+def succeeded(result: subprocess.CompletedProcess) -> bool:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return True
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs ../shared/data")
+def test_published_assets_from_a_local_server(tmp_path):
+    project = copy_project(tmp_path)
     with serving(tmp_path / "served") as (base, requests):
         assets = extra_assets(project, base)
         assert sorted(Path(d).parent.name for d in assets) == sorted(2 * list(PROJECTIONS))
         served = serve_tiny_models(tmp_path / "served", base, assets)
+        # the data first (from the shared folder; `assets` skips the extra ones), then every published model
+        assert succeeded(run("run", "assets", str(project), *overrides(shared_data=SHARED_DATA)))
+        assert not (project / "assets" / "elmo").exists() and not requests
+        assert succeeded(run("assets", str(project), "--extra", *overrides(elmo_url=base)))
+    for dest, data in served.items():
+        assert (project / dest).read_bytes() == data, dest
+    assert sorted(path for path, code in requests if code == 200) == sorted(urlparse(u).path for u in assets.values())
 
-        # the data first (from the shared folder), then every published model with `spacy project assets --extra`
-        result = run("run", "assets", str(project), *overrides(shared_data=SHARED_DATA))
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        result = run("assets", str(project), "--extra", *overrides(elmo_url=base))
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        for dest, data in served.items():
-            assert (project / dest).read_bytes() == data, dest
-        assert sorted(path for path, code in requests if code == 200) == sorted(urlparse(u).path for u in assets.values())
 
-        # the workflow over `medium` (served with projection 8), fetched again by its own first step
-        shutil.rmtree(project / "assets" / "elmo" / "medium")
-        requests.clear()
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs ../shared/data")
+def test_published_workflow_from_a_local_server(tmp_path):
+    import json
+
+    import spacy
+
+    project = copy_project(tmp_path)
+    with serving(tmp_path / "served") as (base, requests):
+        assets = extra_assets(project, base)
+        served = serve_tiny_models(tmp_path / "served", base, assets)
+        # the workflow over `medium` (served with projection 8), fetched by its own step
         result = run("run", "published", str(project), *overrides(
             shared_data=SHARED_DATA, elmo_url=base, elmo_model="medium", **SMALL_VARS))
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert succeeded(result)
     medium = sorted(urlparse(assets[f"assets/elmo/medium/{name}"]).path for name in ("options.json", "weights.hdf5"))
     assert sorted(path for path, code in requests if code == 200) == medium
     for dest in ("assets/elmo/medium/options.json", "assets/elmo/medium/weights.hdf5"):
         assert (project / dest).read_bytes() == served[dest]
     assert "listener width 16" in " ".join(result.stdout.split())  # `info` of the fetched model
-
-    import spacy
-
-    for task, component in (("ner", "ner"), ("textcat", "textcat")):
+    for task in ("ner", "textcat"):
         config = spacy.util.load_config(project / "training" / "medium" / f"{task}_elmo" / "model-best" / "config.cfg")
-        assert config["components"][component]["model"]["tok2vec"]["elmo"]["width"] == 16  # 2 x the projection
-    import json
-
+        assert config["components"][task]["model"]["tok2vec"]["elmo"]["width"] == 16  # 2 x the projection
     ner = json.loads((project / "metrics" / "medium" / "ner_elmo.json").read_text())
     textcat = json.loads((project / "metrics" / "medium" / "textcat_elmo.json").read_text())
     assert ner["task"] == "ner" and 0.0 <= ner["f"] <= 1.0 and ner["n_docs"] == 60
