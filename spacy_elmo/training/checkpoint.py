@@ -6,9 +6,6 @@ from typing import Any, Callable, Dict, Union
 
 import torch
 
-from ..bilm.model import BiLM
-from ..io.native import OPTIONS_FILE, WEIGHTS_FILE
-
 
 def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> None:
     path = Path(path)
@@ -36,10 +33,3 @@ def load_state(path: Union[str, Path]) -> Dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt files
         raise ValueError(f"Checkpoint {path} cannot be read (truncated or not a checkpoint): {err}") from err
-
-
-def save_bilm_atomic(bilm: BiLM, directory: Path) -> None:
-    """:func:`spacy_elmo.io.save_native`'s layout, each file replaced atomically."""
-    atomic_write(directory / OPTIONS_FILE, bilm.options.to_file)
-    state = {k: v.detach().cpu() for k, v in bilm.state_dict().items()}
-    atomic_write(directory / WEIGHTS_FILE, lambda tmp: torch.save(state, tmp))
