@@ -187,3 +187,35 @@ def test_native_files_keep_the_usual_permissions(tiny_files, tmp_path, umask):
 
 def torch_equal(a, b) -> bool:
     return bool((a == b).all())
+
+
+def _layer(options, seed):
+    import torch
+    from spacy.util import registry
+
+    model = registry.resolve({"m": {"@architectures": "spacy-elmo.BiLM.v2", "options": options}})["m"]
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.shims[0]._model.parameters():
+            p.uniform_(-0.5, 0.5)
+    return model
+
+
+def test_layer_bytes_bring_new_weights_and_fresh_caches(tiny_opts):
+    """The layer's own (thinc) bytes, as a replaced listener's component writes them."""
+    docs = [Doc(spacy.blank("en").vocab, words=w) for w in (WORDS[:5], WORDS[3:9], WORDS[:5])]
+    old, new = _layer(tiny_opts, 0), _layer(tiny_opts, 1)
+    old.predict(docs)  # fills its caches with the old weights
+    want = new.predict(docs)
+    old.from_bytes(new.to_bytes())
+    for got, expected in zip(old.predict(docs), want):
+        numpy.testing.assert_array_equal(got, expected)
+
+
+def test_a_copy_has_caches_of_its_own(tiny_opts):
+    model = _layer(tiny_opts, 0)
+    model.predict([Doc(spacy.blank("en").vocab, words=WORDS[:4])])
+    copy = model.copy()
+    assert get_embedder(copy) is not get_embedder(model)
+    assert get_embedder(copy).bilm is copy.shims[0]._model is not model.shims[0]._model
+    assert get_embedder(copy).cache.slots == {} and get_settings(copy) == get_settings(model)

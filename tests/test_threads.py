@@ -61,3 +61,29 @@ def test_concurrent_calls_give_the_single_thread_layers(tiny_files, fast_switchi
     assert sorted(results) == list(range(len(inputs))) and all(len(r) == 2 for r in results.values())
     wrong = [i for i, outs in results.items() for out in outs if not numpy.allclose(out, reference[i], atol=1e-6)]
     assert wrong == []
+
+
+def test_a_forked_child_starts_with_one_torch_thread_and_no_thread_pool():
+    import os
+
+    import torch
+
+    from spacy_elmo.bilm import lstm
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        lstm._both_directions(lambda direction: None, torch.device("cpu"))  # the parent's pool now exists
+        assert len(lstm._POOL) == 1
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report and leave at once
+            os.write(write, f"{torch.get_num_threads()} {len(lstm._POOL)}".encode())
+            os._exit(0)
+        os.close(write)
+        report = os.read(read, 100).decode()
+        os.waitpid(pid, 0)
+        assert report == "1 0"
+        assert torch.get_num_threads() == 2 and len(lstm._POOL) == 1  # the parent keeps its own
+    finally:
+        torch.set_num_threads(threads)
