@@ -49,7 +49,7 @@ def pretrain_cli(
     import torch
 
     from .bilm.options import BiLMOptions
-    from .training import PretrainConfig, pretrain
+    from .pretraining import PretrainConfig, pretrain
 
     if threads:
         torch.set_num_threads(threads)
@@ -79,9 +79,9 @@ def evaluate_cli(
     device: str = Opt("auto", "--device", help="auto, cpu, cuda or cuda:N"),
 ) -> None:
     """Forward, backward and average perplexity of a trained biLM on held-out text."""
-    from .training.corpus import CorpusStats, Tokenizer, check_paths, read_items
-    from .training.distributed import setup
-    from .training.trainer import evaluate, load_lm
+    from .pretraining.corpus import CorpusStats, Tokenizer, check_paths, read_items
+    from .pretraining.distributed import setup
+    from .pretraining.trainer import evaluate, load_lm
 
     try:
         lm, vocab, head = load_lm(model)
