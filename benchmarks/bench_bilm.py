@@ -91,8 +91,8 @@ def _pipe(mode: str, options: Path, weights: Path, sentences: List[List[str]]
 
     texts = [" ".join(words) for words in sentences]
     nlp = spacy.blank("en")
-    elmo = nlp.add_pipe("elmo", config={"weights": str(weights), "options": str(options), "doc_cache_size": 0,
-                                        "precision": mode})
+    elmo = nlp.add_pipe("elmo", config={"weights": str(weights), "options": str(options),
+                                        "model": {"doc_cache_size": 0, "precision": mode}})
     nlp("warm up")
 
     def run() -> None:

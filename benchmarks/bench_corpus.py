@@ -12,7 +12,7 @@ import time
 
 from common import CORPUS, WORK
 
-from spacy_elmo.training.corpus import CorpusStats, read_chunk
+from spacy_elmo.pretraining.corpus import CorpusStats, read_chunk
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ def worker(size: str, n_tokens: int, via: str, threads: int) -> dict:
         from spacy.tokens import Doc
 
         nlp = spacy.blank("en")
-        elmo = nlp.add_pipe("elmo", config={"weights": str(weights), "options": str(options), "doc_cache_size": 0})
+        elmo = nlp.add_pipe("elmo", config={"weights": str(weights), "options": str(options), "model": {"doc_cache_size": 0}})
         nlp("warm up")
         doc = Doc(nlp.vocab, words=words)
         del words

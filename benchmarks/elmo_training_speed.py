@@ -29,7 +29,7 @@ def main(
     dev: Path = typer.Option(None, help="dev .spacy (default: the train file)"),
     epochs: int = typer.Option(3),
     size: str = typer.Option("small"),
-    doc_cache_size: int = typer.Option(None, help="override [components.elmo] doc_cache_size"),
+    doc_cache_size: int = typer.Option(None, help="override [components.elmo.model] doc_cache_size"),
     limit: int = typer.Option(0, help="use only the first LIMIT training and dev Docs (0: all)"),
 ) -> None:
     overrides = {"paths.train": str(train), "paths.dev": str(dev or train)}
@@ -42,7 +42,7 @@ def main(
             f"components.{task}.model.tok2vec.elmo.width": 2 * SIZES[size]["lstm"]["projection_dim"],
         })
         if doc_cache_size is not None:
-            overrides["components.elmo.doc_cache_size"] = doc_cache_size
+            overrides["components.elmo.model.doc_cache_size"] = doc_cache_size
         cfg = load_config(config, overrides=overrides)
     start = time.perf_counter()
     nlp = init_nlp(cfg)

@@ -1,7 +1,8 @@
 """spacy-elmo: ELMo for spaCy v3."""
 from .bilm import BiLM, BiLMOptions, Embedder
 from .io import load_bilm, save_hdf5, save_native
-from .pipeline import ElmoComponent, ElmoDocData, install_extensions
+from .doc_data import ElmoDocData, install_extensions
+from .pipeline import ElmoComponent
 
 # Docs read back from a DocBin (or sent between processes) carry ``doc._.elmo_data``: the extensions must
 # exist before any component is built. Registration is guarded, so importing twice is harmless.

@@ -66,7 +66,7 @@ def pretrain_cli(
     import torch
 
     from .bilm.options import BiLMOptions
-    from .training import PretrainConfig, pretrain
+    from .pretraining import PretrainConfig, pretrain
 
     config = PretrainConfig(
         lang=lang, vocab_size=vocab_size, min_count=min_count, max_steps=max_steps, batch_tokens=batch_tokens,
@@ -102,10 +102,10 @@ def evaluate_cli(
     import json
     import sys
 
-    from .training.corpus import CorpusStats, Tokenizer, check_paths, numbered_items
-    from .training.distributed import setup
-    from .training.scores import LMScorer, SentenceScore, score_lines
-    from .training.trainer import load_lm
+    from .pretraining.corpus import CorpusStats, Tokenizer, check_paths, numbered_items
+    from .pretraining.distributed import setup
+    from .pretraining.scores import LMScorer, SentenceScore, score_lines
+    from .pretraining.trainer import load_lm
 
     with _one_line_errors():
         lm, vocab, head = load_lm(model)

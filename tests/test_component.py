@@ -8,7 +8,7 @@ import spacy
 from spacy.tokens import Doc, DocBin
 
 import reference_math as R
-from spacy_elmo.pipeline.windows import doc_windows
+from spacy_elmo.sequences import doc_sequences
 
 TEXT = "They can't trust their friends. He has a trust fund."
 
@@ -82,20 +82,20 @@ def test_sentences_are_read_separately(tiny_files, tiny_opts, tiny_arrays):
 def test_windows_without_sentence_boundaries():
     nlp = spacy.blank("en")
     doc = nlp(("word " * 10 + "end . ") * 5)  # 60 tokens, a full stop every 12
-    windows = doc_windows(doc, 20)
+    windows = doc_sequences(doc, 20)
     assert windows[0] == (0, 12)  # cut after the full stop in the second half of the window
     assert all(0 < end - start <= 20 for start, end in windows)
     assert [i for w in windows for i in range(*w)] == list(range(len(doc)))
     plain = nlp("a " * 50)
-    assert doc_windows(plain, 20) == [(0, 20), (20, 40), (40, 50)]
-    assert doc_windows(nlp(""), 20) == []
+    assert doc_sequences(plain, 20) == [(0, 20), (20, 40), (40, 50)]
+    assert doc_sequences(nlp(""), 20) == []
 
 
 def test_long_doc_is_windowed_and_exact(tiny_files, tiny_opts, tiny_arrays):
     nlp = spacy.blank("en")
-    nlp.add_pipe("elmo", config={"weights": str(tiny_files[1]), "options": str(tiny_files[0]), "window": 16})
+    nlp.add_pipe("elmo", config={"weights": str(tiny_files[1]), "options": str(tiny_files[0]), "model": {"window": 16}})
     doc = nlp("one two three four five six seven eight nine ten " * 4)
-    for start, end in doc_windows(doc, 16):
+    for start, end in doc_sequences(doc, 16):
         want = R.elmo_layers(tiny_arrays, tiny_opts, [t.text for t in doc[start:end]])
         assert numpy.abs(doc._.elmo_data.layers[:, start:end] - want).max() <= 1e-4
 

@@ -16,7 +16,7 @@ from spacy_elmo.bilm import Embedder
 from spacy_elmo.embedding import EmbedSettings, embed_corpus
 from spacy_elmo.embedding.shards import plan_shards, shard_items
 from spacy_elmo.io import load_bilm
-from spacy_elmo.training.corpus import MAX_LINE_BYTES, CorpusStats
+from spacy_elmo.pretraining.corpus import MAX_LINE_BYTES, CorpusStats
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")

@@ -23,8 +23,8 @@ import reference_math as R
 from spacy_elmo.bilm import BiLMOptions
 from spacy_elmo.cli import app
 from spacy_elmo.io import load_bilm, load_native, save_native
-from spacy_elmo.training import pretrain
-from spacy_elmo.training.vocab import Vocab
+from spacy_elmo.pretraining import pretrain
+from spacy_elmo.pretraining.vocab import Vocab
 from test_pretrain import TINY, said, small_config, synthetic_text
 
 

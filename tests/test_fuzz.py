@@ -21,8 +21,8 @@ import reference_math as R
 from fuzzing import PROFILES, run
 from spacy_elmo.bilm import BiLMOptions, Embedder
 from spacy_elmo.io import load_bilm, load_native, save_native
-from spacy_elmo.training.corpus import CorpusStats, read_items
-from spacy_elmo.training.vocab import SPECIALS, Vocab
+from spacy_elmo.pretraining.corpus import CorpusStats, read_items
+from spacy_elmo.pretraining.vocab import SPECIALS, Vocab
 
 BATCH_TOL = 1e-5  # float32 rounding of products of other batch shapes
 

@@ -13,11 +13,11 @@ import reference_math as R
 from spacy_elmo.bilm import BiLMOptions
 from spacy_elmo.cli import app
 from spacy_elmo.io import load_bilm, load_hdf5, load_native
-from spacy_elmo.training import PretrainConfig, evaluate, load_lm, pretrain
-from spacy_elmo.training.batches import BatchStream, Position, plan, shard, tensorize, CharIdCache
-from spacy_elmo.training.corpus import MAX_LINE_BYTES, CorpusStats, Tokenizer, check_paths, read_items
-from spacy_elmo.training.scan import scan, unigram_perplexity
-from spacy_elmo.training.vocab import Vocab
+from spacy_elmo.pretraining import PretrainConfig, evaluate, load_lm, pretrain
+from spacy_elmo.pretraining.batches import BatchStream, Position, plan, shard, tensorize, CharIdCache
+from spacy_elmo.pretraining.corpus import MAX_LINE_BYTES, CorpusStats, Tokenizer, check_paths, read_items
+from spacy_elmo.pretraining.scan import scan, unigram_perplexity
+from spacy_elmo.pretraining.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "bilm_tiny.json"
@@ -231,7 +231,7 @@ def test_tensorize_targets():
 # the objective ----------------------------------------------------------------------------------------------
 
 def test_lm_loss_matches_independent_math(tiny_files, tiny_opts, tiny_arrays):
-    from spacy_elmo.training.lm import BiLMLanguageModel
+    from spacy_elmo.pretraining.lm import BiLMLanguageModel
 
     sentences = [["the", "cat", "sat", "zebra"], ["a", "dog"]]
     vocab = Vocab.build(Counter(w for s in sentences for w in s if w != "zebra"), 2, 20, 1)
@@ -270,7 +270,7 @@ def test_same_seed_same_run_and_loss_falls(corpus, tmp_path):
 
 
 def test_learning_rate_schedule_by_steps_and_by_time():
-    from spacy_elmo.training.trainer import lr_factor
+    from spacy_elmo.pretraining.trainer import lr_factor
 
     config = small_config(max_steps=110, warmup_steps=10, final_lr=0.1)
     assert [lr_factor(s, config) for s in (0, 9)] == [0.1, 1.0]
@@ -401,7 +401,7 @@ def reference_scores(reference_lm, words):
 
 
 def test_sentence_scores_match_the_reference_maths(trained, reference_lm):
-    from spacy_elmo.training import LMScorer
+    from spacy_elmo.pretraining import LMScorer
 
     scores = LMScorer.from_dir(trained).score(SCORED)
     for words, score in zip(SCORED, scores):
@@ -415,7 +415,7 @@ def test_sentence_scores_match_the_reference_maths(trained, reference_lm):
 
 
 def test_sentence_scores_do_not_depend_on_batch_mates_and_add_up_to_evaluate(trained, corpus):
-    from spacy_elmo.training import LMScorer
+    from spacy_elmo.pretraining import LMScorer
 
     lm, vocab, head = load_lm(trained)
     seqs = Tokenizer(head["lang"], head["max_length"])([t for _, t in read_items(corpus, 0, CorpusStats())])[:40]
@@ -432,7 +432,7 @@ def test_sentence_scores_do_not_depend_on_batch_mates_and_add_up_to_evaluate(tra
 
 
 def test_top_k_words_match_the_reference_distribution_and_never_see_their_slot(trained, reference_lm):
-    from spacy_elmo.training import LMScorer
+    from spacy_elmo.pretraining import LMScorer
 
     scorer = LMScorer.from_dir(trained)
     tokens = reference_lm[4]
@@ -456,7 +456,7 @@ def test_top_k_words_match_the_reference_distribution_and_never_see_their_slot(t
 
 
 def test_scores_need_an_lm_head_and_valid_positions(trained, reference_lm, tmp_path):
-    from spacy_elmo.training import LMScorer
+    from spacy_elmo.pretraining import LMScorer
 
     published = tmp_path / "published"
     R.write_published(published, reference_lm[1], reference_lm[0])
@@ -477,7 +477,7 @@ def test_scores_need_an_lm_head_and_valid_positions(trained, reference_lm, tmp_p
 
 
 def test_evaluate_per_line_writes_one_record_per_usable_line(trained, tmp_path):
-    from spacy_elmo.training import LMScorer
+    from spacy_elmo.pretraining import LMScorer
 
     text = tmp_path / "heldout.txt"
     long_line = " ".join(["the cat sat on the mat ."] * 10)  # 70 tokens: cut into pieces of 30

@@ -13,8 +13,8 @@ import reference_math as R
 from spacy_elmo.bilm import Embedder
 from spacy_elmo.bilm.characters import word_to_ids, words_to_ids
 from spacy_elmo.io import load_bilm
-from spacy_elmo.training.batches import CharIdCache, tensorize
-from spacy_elmo.training.vocab import Vocab
+from spacy_elmo.pretraining.batches import CharIdCache, tensorize
+from spacy_elmo.pretraining.vocab import Vocab
 
 MARKED = [
     ["<S>", "They", "can't", "</S>", "trust", "</S>"],

@@ -14,7 +14,7 @@ from spacy_elmo.bilm import BiLMOptions, Embedder
 from spacy_elmo.bilm.model import BiLM
 from spacy_elmo.cli import app
 from spacy_elmo.io import load_bilm, save_native
-from spacy_elmo.training import PretrainConfig, pretrain
+from spacy_elmo.pretraining import PretrainConfig, pretrain
 from test_pretrain import TINY, synthetic_text
 
 SENTENCES = [["They", "can't", "trust", "their", "friends", "."], ["He", "has", "a", "trust", "fund", "."] * 3,

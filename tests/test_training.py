@@ -138,7 +138,7 @@ def test_frozen_training_learns_the_mix_and_keeps_the_bilm(name, tmp_path, tiny_
 
 def test_fine_tuning_updates_the_bilm(tmp_path, tiny_files):
     # no weight decay: a weight that changes has had a gradient
-    nlp = build("ner_elmo", tmp_path, tiny_files, **{"components.elmo.frozen": False, "training.optimizer.L2": 0.0})
+    nlp = build("ner_elmo", tmp_path, tiny_files, **{"components.elmo.model.frozen": False, "training.optimizer.L2": 0.0})
     elmo = nlp.get_pipe("elmo")
     before = bilm_state(nlp)
     history = train_steps(nlp, 3)

@@ -74,8 +74,11 @@ def test_spacy_package_wheel_installs_and_loads_in_a_fresh_venv(tmp_path, tiny_f
         pytest.skip("spacy package --build wheel needs the 'build' or 'wheel' package")
     (tmp_path / "weights").mkdir()
     copies = [Path(shutil.copy(f, tmp_path / "weights")) for f in tiny_files]
+    settings = {"window": 7, "max_batch_tokens": 333, "cache_size": 11, "doc_cache_size": 0, "device": "cpu",
+                "precision": "exact", "frozen": True}
     spacy_cli("train", CONFIGS / "ner_elmo.cfg", "--output", tmp_path / "out",
-              *overrides("ner_elmo", corpora["ner"], copies))
+              *overrides("ner_elmo", corpora["ner"], copies),
+              *[a for k, v in settings.items() for a in (f"--components.elmo.model.{k}", json.dumps(v))])
     (tmp_path / "dist").mkdir()
     spacy_cli("package", tmp_path / "out" / "model-last", tmp_path / "dist", "--name", "elmo_ner_test",
               "--version", "0.0.1", "--build", "wheel", "--force")
@@ -88,10 +91,11 @@ def test_spacy_package_wheel_installs_and_loads_in_a_fresh_venv(tmp_path, tiny_f
     script = (
         "import json, spacy; nlp = spacy.load('en_elmo_ner_test'); doc = nlp('Alice lives in Paris .');"
         "print(json.dumps([nlp.pipe_names, doc._.elmo_data.layers.shape[2], spacy.util.get_package_path("
-        "'en_elmo_ner_test').as_posix()]))"
+        "'en_elmo_ner_test').as_posix(), nlp.get_pipe('elmo').settings.to_dict()]))"
     )
     result = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path / "venv")
     assert result.returncode == 0, result.stderr[-3000:]
-    names, width, location = json.loads(result.stdout.strip().splitlines()[-1])
+    names, width, location, loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert names == ["elmo", "ner"] and width == TINY_WIDTH
+    assert loaded == settings
     assert location.startswith(venv.as_posix())

@@ -24,10 +24,10 @@ def embedded(monkeypatch):
     return counts
 
 
-def elmo_nlp(tiny_files, **config):
+def elmo_nlp(tiny_files, **settings):
     options, weights = tiny_files
     nlp = spacy.blank("en")
-    nlp.add_pipe("elmo", config={"weights": str(weights), "options": str(options), **config})
+    nlp.add_pipe("elmo", config={"weights": str(weights), "options": str(options), "model": settings})
     return nlp
 
 
@@ -83,7 +83,7 @@ def test_initialize_fills_the_cache_and_training_does_not_rerun_the_bilm(tmp_pat
 
 @pytest.mark.parametrize("size,expected", [(0, 0), (20, 3)])
 def test_initialize_warms_the_cache_within_its_bound(tmp_path, tiny_files, embedded, size, expected):
-    nlp = build("ner_elmo", tmp_path, tiny_files, **{"components.elmo.doc_cache_size": size})
+    nlp = build("ner_elmo", tmp_path, tiny_files, **{"components.elmo.model.doc_cache_size": size})
     assert sum(embedded) == expected  # 5 + 7 + 6 tokens fit in 20, the next 5 do not
     train_steps(nlp, 1)
     assert sum(embedded) == 8  # the rest are computed in training

@@ -1,4 +1,5 @@
 """Token strings in, biLM layers out: token-budget batches sorted by length and a character-CNN cache."""
+import threading
 from typing import Callable, Dict, Hashable, List, Sequence, Tuple
 
 import numpy
@@ -16,7 +17,8 @@ class TokenVectorCache:
 
     Vectors live in one preallocated tensor; when it is full the cache starts afresh, and when the
     precision mode changes too. Only valid while the biLM's weights do not change: call :meth:`clear`
-    after every update.
+    after every update. Safe to share between threads: a lock covers every use of the store, since a
+    refill by one thread would otherwise move the vectors another is reading.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -24,12 +26,24 @@ class TokenVectorCache:
         self.slots: Dict[Hashable, int] = {}
         self.store: torch.Tensor = torch.empty(0)
         self.mode = current_mode()
+        self._lock = threading.Lock()
 
     def clear(self) -> None:
-        self.slots = {}
+        with self._lock:
+            self.slots = {}
+
+    def absent(self, keys: Sequence[Hashable]) -> List[Hashable]:
+        """The distinct ``keys`` not in the cache, as many as it has room for."""
+        with self._lock:
+            new = [k for k in dict.fromkeys(keys) if k not in self.slots]
+            return new[: max(0, self.capacity - len(self.slots))]
 
     def lookup(self, bilm: BiLM, keys: Sequence[Hashable], device: torch.device) -> torch.Tensor:
         """``[len(keys), P]`` vectors, computing (and keeping, when there is room) the missing ones."""
+        with self._lock:
+            return self._lookup(bilm, keys, device)
+
+    def _lookup(self, bilm: BiLM, keys: Sequence[Hashable], device: torch.device) -> torch.Tensor:
         width = bilm.options.lstm.projection_dim
         if self.store.shape != (self.capacity, width) or self.store.device != device:
             self.store = torch.empty(self.capacity, width, device=device)
@@ -136,8 +150,7 @@ class Embedder:
         text seen before), as many as it has room for."""
         if self.cache.mode != self.precision:
             self.cache.clear()
-        new = [w for w in dict.fromkeys(words) if w not in self.cache.slots]
-        new = new[: max(0, self.cache.capacity - len(self.cache.slots))]
+        new = self.cache.absent(words)
         was_training = self.bilm.training
         self.bilm.eval()
         try:

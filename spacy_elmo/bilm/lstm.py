@@ -11,14 +11,14 @@ each direction runs its own loop, the two at once on CPU (:func:`_both_direction
 ``TIME_CHUNK`` steps; later layers compute each step's gates in one product of ``[x_t; h]`` with the
 stacked weights and a sigmoid post-op. The gates are updated in place: fewer, larger operations.
 """
-import os
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .forks import on_fork
 from .options import LSTMOptions
 from .precision import WeightCache, ieee_fp32, inference_dtype, linear, linear_add, needs_grad, pack
 
@@ -198,7 +198,8 @@ class BiLSTM(nn.Module):
         return results
 
 
-_POOLS: Dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child must not reuse its parent's
+_POOL: List[ThreadPoolExecutor] = []  # the direction threads, made on first use; a forked child makes its own
+on_fork(_POOL.clear)
 
 
 def _both_directions(run: Callable[[int], None], device: torch.device) -> None:
@@ -214,9 +215,9 @@ def _both_directions(run: Callable[[int], None], device: torch.device) -> None:
         run(0)
         run(1)
         return
-    pool = _POOLS.get(os.getpid())
-    if pool is None:
-        pool = _POOLS[os.getpid()] = ThreadPoolExecutor(2, thread_name_prefix="spacy-elmo-lstm")
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(2, thread_name_prefix="spacy-elmo-lstm"))
+    pool = _POOL[0]
 
     def job(direction: int) -> None:
         torch.set_num_threads(threads // 2)  # this thread's OpenMP team, and the shared count

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .files import commit, temporary
+from ..files import commit, temporary
 from .shards import Shard
 from .writers import SENTENCE_TO_INDEX, require_h5py, write_sentence_to_index
 

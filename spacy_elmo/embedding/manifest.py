@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .files import write_json
+from ..files import write_json
 
 MANIFEST = "manifest.json"
 SAME_RUN_KEYS = ("format", "layout", "settings", "options", "weights_sha256", "inputs", "shards")

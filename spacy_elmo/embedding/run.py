@@ -15,9 +15,9 @@ import torch.distributed as dist
 from .. import __version__
 from ..bilm.options import BiLMOptions
 from ..io.native import OPTIONS_FILE
-from ..training import distributed
-from ..training.corpus import check_paths
-from .files import leftovers
+from ..pretraining import distributed
+from ..pretraining.corpus import check_paths
+from ..files import leftovers
 from .hdf5_index import write_hdf5_indexes
 from .manifest import MANIFEST, read_manifest, resume_problem, weights_digest, write_manifest
 from .settings import EmbedSettings

@@ -5,7 +5,7 @@ from typing import Iterable, List, Optional, Sequence
 from spacy.tokens import Doc
 
 from ..pipeline.windows import doc_windows
-from ..training.corpus import Item
+from ..pretraining.corpus import Item
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
-from ..training.corpus import CorpusStats, Item, file_kind, read_items
+from ..pretraining.corpus import CorpusStats, Item, file_kind, read_items
 
 SCAN_BLOCK = 1 << 20
 

@@ -11,8 +11,8 @@ import torch
 from ..bilm.embedder import Embedder
 from ..bilm.model import BiLM
 from ..io import load_bilm
-from ..training.corpus import CorpusStats, Item
-from .files import write_json
+from ..pretraining.corpus import CorpusStats, Item
+from ..files import write_json
 from .segment import Segmenter
 from .settings import EmbedSettings
 from .shards import Shard, shard_items

@@ -8,7 +8,7 @@ from typing import Dict, List, Sequence, Type
 
 import numpy
 
-from .files import commit, temporary
+from ..files import commit, temporary
 from .vectors import stored
 
 SENTENCE_TO_INDEX = "sentence_to_index"

@@ -59,7 +59,7 @@ def _load(path: Path, options: Optional[PathLike]) -> Tuple[str, BiLM, Dict[str,
     if path.is_file():
         options_path = Path(options) if options is not None else find_options(path)
         return "hdf5", load_hdf5(options_path, path), {"options_file": str(options_path)}
-    from ..training.trainer import has_head, load_lm
+    from ..pretraining.trainer import has_head, load_lm
 
     if not has_head(path):
         return "native", load_native(path), {"options_file": str(path / OPTIONS_FILE)}

@@ -1,17 +1,23 @@
-"""spacy-elmo's own biLM format: ``options.json`` plus a torch state dict, loaded without unpickling."""
+"""spacy-elmo's own biLM format: ``options.json`` plus a torch state dict, loaded without unpickling.
+
+:func:`bilm_to_bytes` is the one serialiser of a biLM: files (:func:`save_native`), a pipeline
+component's bytes and a thinc layer's shim are all written from it. Every way in reads the state
+through :func:`_load_state` (``weights_only=True``) and checks it with :func:`_checked_load`.
+"""
 import io
 import json
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Mapping, Union
 
 import torch
 
 from ..bilm.model import BiLM
 from ..bilm.options import BiLMOptions
-from ..files import existing, existing_file
+from ..files import atomic_write, existing, existing_file
 
 OPTIONS_FILE = "options.json"
 WEIGHTS_FILE = "weights.pt"
+_FILES = {"options": OPTIONS_FILE, "weights": WEIGHTS_FILE}  # bilm_to_bytes key -> file name
 
 
 def _indices(state: Dict[str, torch.Tensor], prefix: str) -> int:
@@ -70,11 +76,11 @@ def _load_state(data: Union[bytes, Path], source: str) -> Dict[str, torch.Tensor
 
 
 def save_native(bilm: BiLM, path: Union[str, Path]) -> None:
-    """Write ``path/options.json`` and ``path/weights.pt``."""
+    """Write ``path/options.json`` and ``path/weights.pt``, each replaced atomically."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    bilm.options.to_file(path / OPTIONS_FILE)
-    torch.save({k: v.detach().cpu() for k, v in bilm.state_dict().items()}, path / WEIGHTS_FILE)
+    for key, data in bilm_to_bytes(bilm).items():
+        atomic_write(path / _FILES[key], lambda tmp: tmp.write_bytes(data))
 
 
 def load_native(path: Union[str, Path]) -> BiLM:
@@ -89,16 +95,17 @@ def load_native(path: Union[str, Path]) -> BiLM:
 
 
 def bilm_to_bytes(bilm: BiLM) -> Dict[str, bytes]:
-    """Options and weights as bytes, for ``to_bytes`` of the pipeline component."""
+    """``{"options": options.json's text, "weights": the state dict as torch.save writes it}``."""
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in bilm.state_dict().items()}, buffer)
-    return {"options": json.dumps(bilm.options.to_dict()).encode("utf8"), "weights": buffer.getvalue()}
+    options = json.dumps(bilm.options.to_dict(), indent=2).encode("utf8")
+    return {"options": options, "weights": buffer.getvalue()}
 
 
-def bilm_from_bytes(data: Dict[str, bytes]) -> BiLM:
+def bilm_from_bytes(data: Mapping[str, bytes], source: str = "biLM bytes") -> BiLM:
     """The inverse of :func:`bilm_to_bytes`."""
     try:
         options = BiLMOptions.from_dict(json.loads(data["options"]))
     except (ValueError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ValueError(f"biLM bytes: invalid options: {err}") from err
-    return _checked_load(options, _load_state(data["weights"], "biLM bytes"), "biLM bytes")
+        raise ValueError(f"{source}: invalid options: {err}") from err
+    return _checked_load(options, _load_state(data["weights"], source), source)

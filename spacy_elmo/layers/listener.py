@@ -8,7 +8,7 @@ from spacy.util import registry
 from thinc.api import Model, chain
 from thinc.types import Floats2d, Floats3d
 
-from ..pipeline.doc_data import DATA_ATTR
+from ..doc_data import DATA_ATTR
 from .scalar_mix import ScalarMix
 
 LISTENER_NAME = "elmo_listener"  # the ``elmo`` component finds its listeners by this node name

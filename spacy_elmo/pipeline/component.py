@@ -1,89 +1,61 @@
-"""The ``elmo`` pipeline component: runs the biLM over Doc tokens and keeps every layer on the Doc."""
-import os
+"""The ``elmo`` pipeline component: runs the biLM over Doc tokens and keeps every layer on the Doc.
+
+What reads the text (window, batch budget, caches, device, precision, frozen) is the biLM layer's
+(``spacy-elmo.BiLM.v2``, the component's ``model``); what shapes the output (mix, gamma, set_tensor) and
+where the weights come from are the component's own.
+"""
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy
 import srsly
-import torch
+from spacy import util
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples
-from spacy.util import ensure_path
 from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, set_dropout_rate
 from thinc.types import Floats3d
 
 from ..bilm.model import BiLM
-from ..bilm.precision import MODES
-from ..devices import parse_device
+from ..doc_data import DATA_ATTR, ElmoDocData, install_extensions
 from ..io import bilm_from_bytes, bilm_to_bytes, load_bilm, load_native, save_native
-from ..layers.bilm_model import get_bilm, get_doc_cache, get_embedder, has_bilm, set_bilm
+from ..layers.bilm_model import get_bilm, get_doc_cache, get_runtime, get_settings, has_bilm, set_bilm, set_settings
 from ..layers.listener import LISTENER_NAME, listener_batch_id
-from .doc_data import DATA_ATTR, ElmoDocData, install_extensions
+from ..layers.runtime import BiLMSettings
 
 MIXES = ("average", "top", "all", "weighted")
 
-DEFAULT_CONFIG = {
-    "model": {"@architectures": "spacy-elmo.BiLM.v1"},
-    "weights": None,
-    "options": None,
-    "max_batch_tokens": 4096,
-    "window": 128,
-    "cache_size": 50_000,
-    "doc_cache_size": 100_000,
-    "device": "auto",
-    "mix": "average",
-    "mix_weights": None,
-    "gamma": 1.0,
-    "set_tensor": False,
-    "frozen": True,
-    "precision": "exact",
-}
 
-
-@Language.factory("elmo", default_config=DEFAULT_CONFIG)
+@Language.factory(
+    "elmo",
+    default_config={"model": {"@architectures": "spacy-elmo.BiLM.v2"}},
+    assigns=[f"doc._.{DATA_ATTR}", "doc.tensor"],
+)
 def make_elmo(
     nlp: Language,
     name: str,
     model: Model,
-    weights: Optional[str],
-    options: Optional[str],
-    max_batch_tokens: int,
-    window: int,
-    cache_size: int,
-    doc_cache_size: int,
-    device: str,
-    mix: str,
-    mix_weights: Optional[List[float]],
-    gamma: float,
-    set_tensor: bool,
-    frozen: bool,
-    precision: str,
+    weights: Optional[str] = None,
+    options: Optional[str] = None,
+    mix: str = "average",
+    mix_weights: Optional[List[float]] = None,
+    gamma: float = 1.0,
+    set_tensor: bool = False,
 ) -> "ElmoComponent":
     """ELMo over Doc tokens.
 
+    model: the biLM layer, ``spacy-elmo.BiLM.v2``: its settings say how the text is read.
     weights, options: a native biLM directory, or a published hdf5 file and its options.json; loaded on
         first use (or give a loader in ``[initialize.components.elmo]``). A saved pipeline carries the biLM.
-    max_batch_tokens: padded tokens per biLM batch; sequences are sorted by length across Docs.
-    window: the longest sequence the biLM reads: sentences when boundaries are set, else the whole Doc,
-        cut into windows of at most this many tokens (after sentence-final punctuation when possible).
-    cache_size: token vectors kept by the character-CNN cache (0 turns it off).
-    doc_cache_size: with a frozen biLM, the layers of this many tokens of Docs already seen are kept, so
-        training epochs after the first (and repeated evaluations) do not rerun the biLM; memory is
-        ``doc_cache_size * n_layers * width * 4`` bytes (0.3 GB for 100k tokens of ``small``); 0 turns it off.
-    device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     mix: what ``._.elmo`` returns: "average" of the layers, "top" layer, "all" layers concatenated, or
         "weighted" by ``mix_weights`` (normalised to sum 1); ``gamma`` scales every mix but "all".
     set_tensor: also write the mixed vectors to ``doc.tensor`` (``token.vector``, ``similarity``).
-    frozen: the biLM weights are never updated in training.
-    precision: "exact" (float32) or "fast" (bfloat16 products at inference; see spacy_elmo.bilm.precision).
     """
     return ElmoComponent(
-        nlp.vocab, model, name=name, weights=weights, options=options, max_batch_tokens=max_batch_tokens,
-        window=window, cache_size=cache_size, doc_cache_size=doc_cache_size, device=device, mix=mix,
-        mix_weights=mix_weights, gamma=gamma, set_tensor=set_tensor, frozen=frozen, precision=precision,
+        nlp.vocab, model, name=name, weights=weights, options=options, mix=mix, mix_weights=mix_weights,
+        gamma=gamma, set_tensor=set_tensor,
     )
 
 
@@ -95,10 +67,13 @@ def _valid_mix_weights(weights: Sequence[float]) -> bool:
     return values.ndim == 1 and bool(numpy.isfinite(values).all() and (values >= 0).all() and values.sum() > 0)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def _check_output_settings(cfg: Dict) -> None:
+    if cfg["mix"] not in MIXES:
+        raise ValueError(f"elmo: mix must be one of {MIXES}, got {cfg['mix']!r}")
+    if (cfg["mix"] == "weighted") != (cfg["mix_weights"] is not None):
+        raise ValueError("elmo: give mix_weights exactly when mix = 'weighted'")
+    if cfg["mix_weights"] is not None and not _valid_mix_weights(cfg["mix_weights"]):
+        raise ValueError(f"elmo: mix_weights must be finite non-negative numbers, not all 0, got {cfg['mix_weights']}")
 
 
 class ElmoComponent(TrainablePipe):
@@ -109,74 +84,36 @@ class ElmoComponent(TrainablePipe):
         vocab: Vocab,
         model: Model,
         *,
-        name: str = "elmo",
-        weights: Optional[str] = None,
-        options: Optional[str] = None,
-        max_batch_tokens: int = 4096,
-        window: int = 128,
-        cache_size: int = 50_000,
-        doc_cache_size: int = 100_000,
-        device: str = "auto",
-        mix: str = "average",
-        mix_weights: Optional[List[float]] = None,
-        gamma: float = 1.0,
-        set_tensor: bool = False,
-        frozen: bool = True,
-        precision: str = "exact",
+        name: str,
+        weights: Optional[str],
+        options: Optional[str],
+        mix: str,
+        mix_weights: Optional[List[float]],
+        gamma: float,
+        set_tensor: bool,
     ) -> None:
-        if mix not in MIXES:
-            raise ValueError(f"elmo: mix must be one of {MIXES}, got {mix!r}")
-        if (mix == "weighted") != (mix_weights is not None):
-            raise ValueError("elmo: give mix_weights exactly when mix = 'weighted'")
-        if mix_weights is not None and not _valid_mix_weights(mix_weights):
-            raise ValueError(f"elmo: mix_weights must be finite non-negative numbers, not all 0, got {mix_weights}")
-        if max_batch_tokens < 1 or window < 1:
-            raise ValueError("elmo: max_batch_tokens and window must be positive")
-        if cache_size < 0 or doc_cache_size < 0:
-            raise ValueError("elmo: cache_size and doc_cache_size must be 0 (off) or positive")
-        if precision not in MODES:
-            raise ValueError(f"elmo: precision must be one of {MODES}, got {precision!r}")
-        try:
-            parse_device(device)
-        except ValueError as err:
-            raise ValueError(f"elmo: {err}") from None
+        self.cfg = {
+            "weights": weights, "options": options, "mix": mix, "mix_weights": mix_weights, "gamma": gamma,
+            "set_tensor": set_tensor,
+        }
+        _check_output_settings(self.cfg)
         install_extensions()
         self.vocab = vocab
         self.model = model
         self.name = name
         self.listener_map: Dict[str, List[Model]] = {}
-        self.cfg = {
-            "weights": weights, "options": options, "max_batch_tokens": max_batch_tokens, "window": window,
-            "cache_size": cache_size, "doc_cache_size": doc_cache_size, "device": device, "mix": mix,
-            "mix_weights": mix_weights, "gamma": gamma, "set_tensor": set_tensor, "frozen": frozen,
-            "precision": precision,
-        }
-        model.attrs.update(
-            window=window, max_batch_tokens=max_batch_tokens, cache_size=cache_size, doc_cache_size=doc_cache_size,
-            frozen=frozen, precision=precision,
-        )
-        self._pid = os.getpid()
-        if has_bilm(model):
-            self._install(get_bilm(model))
 
     # -- the biLM ---------------------------------------------------------------------------------
-    def _install(self, bilm: BiLM) -> None:
-        set_bilm(self.model, bilm.to(resolve_device(self.cfg["device"])).eval())
+    @property
+    def settings(self) -> BiLMSettings:
+        """How the biLM layer reads the text (``model``'s settings)."""
+        return get_settings(self.model)
 
     def _ensure_bilm(self) -> None:
-        if os.getpid() != self._pid:
-            self._enter_child_process()
         if not has_bilm(self.model):
             if self.cfg["weights"] is None:
                 get_bilm(self.model)  # raises the explanatory error
-            self._install(load_bilm(self.cfg["weights"], self.cfg["options"]))
-
-    def _enter_child_process(self) -> None:
-        """After a fork (``nlp.pipe(n_process=...)``): one torch thread, as the parent's pool is gone."""
-        self._pid = os.getpid()
-        torch.set_num_threads(1)
-        if has_bilm(self.model) and get_bilm(self.model).lstm.layers[0].weight_ih.is_cuda:
-            raise RuntimeError("elmo: CUDA cannot be used in forked worker processes; use n_process=1 on GPU")
+            set_bilm(self.model, load_bilm(self.cfg["weights"], self.cfg["options"]))
 
     @property
     def bilm(self) -> BiLM:
@@ -286,6 +223,7 @@ class ElmoComponent(TrainablePipe):
             return losses
         docs = [eg.predicted for eg in examples]
         self._ensure_bilm()
+        frozen = self.settings.frozen
         set_dropout_rate(self.model, drop)
         computed: List = []
         gradients: List[List[Floats3d]] = []
@@ -296,7 +234,7 @@ class ElmoComponent(TrainablePipe):
             return computed[0]
 
         def accumulate(d_layers: List[Floats3d]) -> List[Doc]:
-            if self.cfg["frozen"]:
+            if frozen:
                 return []
             gradients.append(d_layers)
             if len(gradients) == len(listeners):
@@ -312,9 +250,9 @@ class ElmoComponent(TrainablePipe):
         return losses
 
     def finish_update(self, sgd: Optimizer) -> None:
-        if not self.cfg["frozen"]:
+        if not self.settings.frozen:
             self.model.finish_update(sgd)
-            get_embedder(self.model).cache.clear()
+            get_runtime(self.model).weights_changed()
 
     def initialize(
         self,
@@ -328,7 +266,7 @@ class ElmoComponent(TrainablePipe):
         Then check that every listener expects the biLM's layer shapes, and, for a frozen biLM with
         listeners, fill the Doc cache with the training Docs in full-size biLM batches."""
         if loader is not None:
-            self._install(loader())
+            set_bilm(self.model, loader())
         else:
             self._ensure_bilm()
         self._check_listeners()
@@ -341,7 +279,7 @@ class ElmoComponent(TrainablePipe):
         cache = get_doc_cache(self.model)
         if cache is None:
             return
-        chunk = 4 * self.cfg["max_batch_tokens"]
+        chunk = 4 * self.settings.max_batch_tokens
         docs: List[Doc] = []
         n_tokens = 0
         for eg in get_examples():
@@ -368,24 +306,41 @@ class ElmoComponent(TrainablePipe):
                     )
 
     # -- serialization ----------------------------------------------------------------------------
+    # cfg: the component's own settings; settings: the biLM layer's; bilm: the weights (native format).
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
-        path = ensure_path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        srsly.write_json(path / "cfg", self.cfg)
-        save_native(self.bilm, path / "bilm")
+        serializers = {
+            "cfg": lambda p: srsly.write_json(p, self.cfg),
+            "settings": lambda p: srsly.write_json(p, self.settings.to_dict()),
+            "bilm": lambda p: save_native(self.bilm, p),
+        }
+        util.to_disk(path, serializers, exclude)
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
-        path = ensure_path(path)
-        self.cfg.update(srsly.read_json(path / "cfg"))
-        self._install(load_native(path / "bilm"))
+        deserializers = {
+            "cfg": lambda p: self._load_cfg(srsly.read_json(p)),
+            "settings": lambda p: set_settings(self.model, BiLMSettings.from_dict(srsly.read_json(p))),
+            "bilm": lambda p: set_bilm(self.model, load_native(p)),
+        }
+        util.from_disk(path, deserializers, exclude)
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
-        return srsly.msgpack_dumps({"cfg": self.cfg, "bilm": bilm_to_bytes(self.bilm)})
+        serializers = {
+            "cfg": lambda: self.cfg,
+            "settings": lambda: self.settings.to_dict(),
+            "bilm": lambda: bilm_to_bytes(self.bilm),
+        }
+        return util.to_bytes(serializers, exclude)
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
-        msg = srsly.msgpack_loads(bytes_data)
-        self.cfg.update(msg["cfg"])
-        self._install(bilm_from_bytes(msg["bilm"]))
+        deserializers = {
+            "cfg": self._load_cfg,
+            "settings": lambda data: set_settings(self.model, BiLMSettings.from_dict(data)),
+            "bilm": lambda data: set_bilm(self.model, bilm_from_bytes(data)),
+        }
+        util.from_bytes(bytes_data, deserializers, exclude)
         return self
 
+    def _load_cfg(self, cfg: Dict) -> None:
+        _check_output_settings(cfg)
+        self.cfg = cfg

@@ -18,10 +18,11 @@ from tqdm import tqdm
 
 from ..bilm.model import BiLM
 from ..bilm.options import BiLMOptions
-from ..io import load_bilm, load_native
+from ..io import load_bilm, load_native, save_native
 from . import distributed
 from .batches import BatchStream, CharIdCache, Position, plan, shard, tensorize
-from .checkpoint import atomic_write, load_state, save_bilm_atomic, save_state
+from ..files import atomic_write
+from .checkpoint import load_state, save_state
 from .corpus import Tokenizer, check_paths
 from .lm import BiLMLanguageModel
 from .scan import scan, unigram_perplexity
@@ -324,7 +325,7 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
             "tokens_seen": tokens_seen, "rng": rng, "cuda_rng": cuda_rng,
             "world": ctx.world, "fingerprint": list(data.fingerprint()), "progress": progress,
         }, output / CHECKPOINT)
-        save_bilm_atomic(bilm, output)
+        save_native(bilm, output)
         save_head(lm, vocab, config.lang, config.max_length, output)
 
     def run_eval() -> None:

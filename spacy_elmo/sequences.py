@@ -1,4 +1,8 @@
-"""Where a Doc is cut into the sequences the biLM reads."""
+"""The sequences the biLM reads: a Doc's sentences, or windows of it, as token ranges.
+
+"Sequence" is the one word for what the biLM reads in one go (wrapped in its sentence marks): a
+sentence when the Doc has boundaries, else a window of at most ``window`` tokens.
+"""
 from typing import List, Tuple
 
 from spacy.tokens import Doc
@@ -6,12 +10,12 @@ from spacy.tokens import Doc
 SENTENCE_END = frozenset({".", "!", "?", "…"})
 
 
-def doc_windows(doc: Doc, window: int) -> List[Tuple[int, int]]:
+def doc_sequences(doc: Doc, window: int) -> List[Tuple[int, int]]:
     """Token ranges covering ``doc``: its sentences when boundaries are set, else the whole Doc, each
-    cut into pieces of at most ``window`` tokens.
+    cut into sequences of at most ``window`` tokens.
 
-    A long piece is cut after the last sentence-final punctuation in the second half of the window
-    when there is one, else at the window's end.
+    A long sentence (or Doc) is cut after the last sentence-final punctuation in the second half of
+    the window when there is one, else at the window's end.
     """
     if len(doc) == 0:
         return []
