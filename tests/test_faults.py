@@ -387,14 +387,20 @@ def test_mix_weights_must_be_non_negative(tiny_files, weights):
 
 
 def test_device_is_checked_in_the_factory():
+    from spacy_elmo.layers.bilm_model import get_settings
+
     nlp = spacy.blank("en")
+
+    def on(device: str) -> dict:
+        return {"model": {"@architectures": "spacy-elmo.BiLM.v2", "device": device}}
+
     with pytest.raises(ValueError, match=r"elmo: device 'gpu' is not one of .*available here: \['auto', 'cpu'"):
-        nlp.add_pipe("elmo", config={"device": "gpu"})
+        nlp.add_pipe("elmo", config=on("gpu"))
     beyond = f"cuda:{torch.cuda.device_count()}"
     expected = "there is no such GPU" if torch.cuda.is_available() else "CUDA is not available"
     with pytest.raises(ValueError, match=f"elmo: device '{beyond}': {expected}"):
-        nlp.add_pipe("elmo", config={"device": beyond})
+        nlp.add_pipe("elmo", config=on(beyond))
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="elmo: device 'cuda': CUDA is not available"):
-            nlp.add_pipe("elmo", config={"device": "cuda"})
-    assert nlp.add_pipe("elmo", config={"device": "cpu"}).cfg["device"] == "cpu"
+            nlp.add_pipe("elmo", config=on("cuda"))
+    assert get_settings(nlp.add_pipe("elmo", config=on("cpu")).model).device == "cpu"

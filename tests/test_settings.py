@@ -155,7 +155,7 @@ def test_version_1_of_the_layer_still_builds_with_the_defaults(tiny_opts):
     ({"window": 0}, "window and max_batch_tokens must be positive"),
     ({"cache_size": -1}, "cache_size and doc_cache_size must be 0"),
     ({"precision": "half"}, "precision must be one of"),
-    ({"device": "gpu"}, "device must be"),
+    ({"device": "gpu"}, "device 'gpu' is not one of"),
 ])
 def test_bad_settings_are_named(bad, match):
     nlp = spacy.blank("en")

@@ -4,7 +4,7 @@ from typing import Iterable, List, Optional, Sequence
 
 from spacy.tokens import Doc
 
-from ..pipeline.windows import doc_windows
+from ..sequences import doc_sequences
 from ..pretraining.corpus import Item
 
 
@@ -17,7 +17,7 @@ class Segmented:
 class Segmenter:
     """spaCy's tokenizer of ``lang``, or the saved pipeline ``model`` (which also sets sentence boundaries:
     each sentence is then read on its own), or whitespace splitting (``tokenized``). Whitespace tokens are
-    dropped, as in pretraining; pieces are cut as the ``elmo`` component cuts a Doc (:func:`doc_windows`).
+    dropped, as in pretraining; pieces are cut as the ``elmo`` component cuts a Doc (:func:`doc_sequences`).
     """
 
     def __init__(self, lang: str = "en", model: Optional[str] = None, tokenized: bool = False,
@@ -52,7 +52,7 @@ class Segmenter:
     def __call__(self, items: Sequence[Item]) -> List[Segmented]:
         out: List[Segmented] = []
         for doc in self._docs(items):
-            pieces = [[t.text for t in doc[start:end] if not t.is_space] for start, end in doc_windows(doc, self.window)]
+            pieces = [[t.text for t in doc[start:end] if not t.is_space] for start, end in doc_sequences(doc, self.window)]
             pieces = [p for p in pieces if p]
             out.append(Segmented([w for p in pieces for w in p], pieces))
         return out
