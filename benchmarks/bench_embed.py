@@ -16,7 +16,8 @@ processes of ``--threads / 2`` under torchrun; each time is rank 0's :func:`embe
 ends when every shard is written.
 
 memory: for each size, a fresh process embeds the text repeated to about that many tokens with
-``tiny`` weights and reports its peak RSS (flat: memory does not grow with the corpus).
+``tiny`` weights and reports its peak RSS (flat: memory does not grow with the corpus); "bare" runs
+the same chunks through :meth:`Embedder.embed` alone, for the biLM's own share.
 """
 import argparse
 import json
@@ -154,28 +155,46 @@ def processes(args: argparse.Namespace) -> Dict[str, object]:
 
 
 def memory_worker(args: argparse.Namespace) -> None:
+    """``--format parquet|hdf5``: :func:`embed_corpus`; ``bare``: the same chunks of pieces through the bare
+    :meth:`Embedder.embed`, the vectors dropped (the biLM's own share of the growth)."""
+    import itertools
+
     import torch
 
-    from spacy_elmo.embedding import EmbedSettings, embed_corpus
+    from spacy_elmo.embedding import EmbedSettings, Worker, embed_corpus
 
     torch.set_num_threads(args.threads)
     options, weights = C.weight_files("tiny")
     lines = corpus_lines(20_000)
     work = Path(tempfile.mkdtemp(prefix="bench_embed_mem_"))
-    text = write_text(work, lines, repeat=max(1, round(args.memory_worker / 20_000)))
-    del lines
+    repeat = max(1, round(args.memory_worker / 20_000))
+    text = write_text(work, lines, repeat=repeat)
     baseline = C.peak_rss_mb()
     start = time.perf_counter()
-    result = embed_corpus([text], work / "out", weights, options, EmbedSettings(format=args.format), device="cpu",
-                          say=lambda _: None)
-    print(json.dumps({"tokens": result["manifest"]["tokens"], "format": args.format, "baseline_mb": round(baseline),
+    if args.format == "bare":
+        worker = Worker(EmbedSettings(), weights, options, "cpu")
+        n_tokens = 0
+        chunk = []
+        for line in itertools.chain(itertools.chain.from_iterable(itertools.repeat(lines, repeat)), [None]):
+            if line is not None:
+                chunk.append(line)
+            if len(chunk) == 1000 or (line is None and chunk):
+                pieces = [p for seg in worker.segmenter(chunk) for p in seg.pieces]
+                n_tokens += sum(map(len, pieces))
+                worker.embedder.embed(pieces)
+                chunk = []
+    else:
+        result = embed_corpus([text], work / "out", weights, options, EmbedSettings(format=args.format),
+                              device="cpu", say=lambda _: None)
+        n_tokens = result["manifest"]["tokens"]
+    print(json.dumps({"tokens": n_tokens, "format": args.format, "baseline_mb": round(baseline),
                       "peak_mb": round(C.peak_rss_mb()), "seconds": round(time.perf_counter() - start, 1)}))
 
 
 def memory(args: argparse.Namespace) -> List[dict]:
     out = []
     for n_tokens in args.memory_tokens:
-        for fmt in ("parquet", "hdf5"):
+        for fmt in args.memory_formats:
             done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--memory-worker", str(n_tokens),
                                    "--format", fmt, "--threads", str(args.threads)],
                                   env={**os.environ, "PYTHONPATH": str(C.ROOT)}, capture_output=True, text=True,
@@ -193,6 +212,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=["speed", "processes", "memory"],
                         choices=["speed", "processes", "memory"])
     parser.add_argument("--memory-tokens", nargs="+", type=int, default=[100_000, 1_000_000])
+    parser.add_argument("--memory-formats", nargs="+", default=["parquet", "hdf5", "bare"],
+                        choices=["parquet", "hdf5", "bare"])
     parser.add_argument("--rank-worker", help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)

@@ -50,7 +50,3 @@ class EmbedSettings:
     def output_dict(self) -> Dict[str, Any]:
         """The settings the output files depend on (batching and caching never change a vector)."""
         return {k: v for k, v in asdict(self).items() if k not in RUNTIME_ONLY}
-
-    def layer_count(self, n_layers: int) -> int:
-        """Layers stored per token."""
-        return n_layers if self.layers == "all" else 1
