@@ -31,7 +31,7 @@ class BiLMLanguageModel(nn.Module):
     ) -> torch.Tensor:
         """Summed negative log likelihoods ``[forward, backward]`` of the batch (see :class:`Batch`)."""
         vectors = self.bilm.encode_tokens(char_ids)
-        top = self.bilm.lstm(vectors[index], lengths, index)[-1]
+        top = self.bilm.lstm(vectors[index], lengths)[-1]
         if self.dropout:
             top = F.dropout(top, self.dropout, self.training)
         width = top.shape[-1] // 2
