@@ -1,5 +1,5 @@
 """Token strings to the published ELMo character ids (UTF-8 bytes, word marks, padding, +1 offset)."""
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy
 
@@ -12,7 +12,7 @@ PAD_CHAR = 260  # padding inside a word
 N_CHARACTERS = 262  # 0 (padded token position) + the 261 ids above, shifted by one
 
 
-def _marked(payload: Sequence[int]) -> numpy.ndarray:
+def _marked(payload: Union[Sequence[int], numpy.ndarray]) -> numpy.ndarray:
     ids = numpy.full(MAX_CHARS, PAD_CHAR, dtype=numpy.int64)
     ids[0] = BOW_CHAR
     ids[1 : 1 + len(payload)] = payload

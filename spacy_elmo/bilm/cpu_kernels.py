@@ -151,7 +151,7 @@ def _encode_sorted(encoder: "CharacterEncoder", char_ids: torch.Tensor, n_starts
     conv = conv.view(n_tokens, n_starts, -1)
     if n_starts + width - 1 > n_chars:  # windows running past the 50 characters do not exist
         conv = conv + _invalid_windows(convs, n_starts, n_chars, conv)
-    bias = torch.cat([c.bias for c in convs])
+    bias = torch.cat([cast(torch.Tensor, c.bias) for c in convs])
     x = encoder.activation(conv.amax(dim=1).float() + bias)  # max, then the activation, as published
     for highway in cast(Sequence["Highway"], encoder.highways):
         x = highway.combine(_linear_layer(encoder, highway.proj, x, dtype), x)

@@ -1,7 +1,7 @@
 """The ``elmo`` pipeline component: runs the biLM over Doc tokens and keeps every layer on the Doc."""
 import os
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union, cast
 
 import numpy
 import srsly
@@ -19,7 +19,7 @@ from ..bilm.model import BiLM
 from ..bilm.precision import MODES
 from ..io import bilm_from_bytes, bilm_to_bytes, load_bilm, load_native, save_native
 from ..layers.bilm_model import get_bilm, get_doc_cache, get_embedder, has_bilm, set_bilm
-from ..layers.listener import LISTENER_NAME, listener_batch_id
+from ..layers.listener import LISTENER_NAME, ElmoListenerModel, listener_batch_id
 from .doc_data import DATA_ATTR, ElmoDocData, install_extensions
 
 MIXES = ("average", "top", "all", "weighted")
@@ -129,8 +129,8 @@ class ElmoComponent(TrainablePipe):
         self.vocab = vocab
         self.model = model
         self.name = name
-        self.listener_map: Dict[str, List[Model]] = {}
-        self.cfg = {
+        self.listener_map: Dict[str, List[ElmoListenerModel]] = {}
+        self.cfg: Dict[str, Any] = {
             "weights": weights, "options": options, "max_batch_tokens": max_batch_tokens, "window": window,
             "cache_size": cache_size, "doc_cache_size": doc_cache_size, "device": device, "mix": mix,
             "mix_weights": mix_weights, "gamma": gamma, "set_tensor": set_tensor, "frozen": frozen,
@@ -219,19 +219,19 @@ class ElmoComponent(TrainablePipe):
 
     # -- listeners and training -------------------------------------------------------------------
     @property
-    def listeners(self) -> List[Model]:
+    def listeners(self) -> List[ElmoListenerModel]:
         return [m for c in self.listening_components for m in self.listener_map[c]]
 
     @property
     def listening_components(self) -> List[str]:
         return list(self.listener_map.keys())
 
-    def add_listener(self, listener: Model, component_name: str) -> None:
+    def add_listener(self, listener: ElmoListenerModel, component_name: str) -> None:
         self.listener_map.setdefault(component_name, [])
         if listener not in self.listener_map[component_name]:
             self.listener_map[component_name].append(listener)
 
-    def remove_listener(self, listener: Model, component_name: str) -> bool:
+    def remove_listener(self, listener: ElmoListenerModel, component_name: str) -> bool:
         if listener in self.listener_map.get(component_name, []):
             self.listener_map[component_name].remove(listener)
             if not self.listener_map[component_name]:
@@ -244,7 +244,7 @@ class ElmoComponent(TrainablePipe):
         if isinstance(model, Model):
             for node in model.walk():
                 if node.name == LISTENER_NAME and node.attrs.get("upstream_name") in ("*", self.name):
-                    self.add_listener(node, component.name)
+                    self.add_listener(cast(ElmoListenerModel, node), component.name)
 
     def update(
         self,
@@ -354,15 +354,15 @@ class ElmoComponent(TrainablePipe):
 
     # -- serialization ----------------------------------------------------------------------------
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
-        path = ensure_path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        srsly.write_json(path / "cfg", self.cfg)
-        save_native(self.bilm, path / "bilm")
+        directory: Path = ensure_path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(directory / "cfg", self.cfg)
+        save_native(self.bilm, directory / "bilm")
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
-        path = ensure_path(path)
-        self.cfg.update(srsly.read_json(path / "cfg"))
-        self._install(load_native(path / "bilm"))
+        directory: Path = ensure_path(path)
+        self.cfg.update(srsly.read_json(directory / "cfg"))
+        self._install(load_native(directory / "bilm"))
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:

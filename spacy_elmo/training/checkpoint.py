@@ -10,7 +10,7 @@ from ..bilm.model import BiLM
 from ..io.native import OPTIONS_FILE, WEIGHTS_FILE
 
 
-def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> None:
+def atomic_write(path: Union[str, Path], write: Callable[[Path], object]) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
