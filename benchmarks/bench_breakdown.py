@@ -59,7 +59,7 @@ def cnn(bilm, sentences, rounds: int) -> None:
 def step(bilm, rows: int, compile_cell: bool) -> None:
     import torch
 
-    from spacy_elmo.bilm.cpu_kernels import cell_step, linear, pack
+    from spacy_elmo.bilm.cpu_kernels import BFLOAT16, cell_step, linear, pack
 
     def linear_add(x: "torch.Tensor", weight: "torch.Tensor", other: "torch.Tensor") -> "torch.Tensor":
         return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, None, "add")
@@ -70,7 +70,7 @@ def step(bilm, rows: int, compile_cell: bool) -> None:
     proj = layer.weight_hh.shape[1]
     cells = cells4 // 4
     with torch.no_grad():
-        for dtype in (torch.float32, torch.bfloat16):
+        for dtype in (torch.float32, torch.bfloat16) if BFLOAT16 else (torch.float32,):  # oneDNN bf16: AVX-512
             w_ih, w_hh = pack(layer.weight_ih[0].t().to(dtype)), pack(layer.weight_hh[0].t().to(dtype))
             w_cat = pack(torch.cat([layer.weight_ih[0], layer.weight_hh[0]]).t().to(dtype))
             w_proj, bias = pack(layer.weight_proj[0].t().to(dtype)), layer.bias[0].to(dtype)
