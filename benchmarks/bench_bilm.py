@@ -7,12 +7,12 @@ first ``--tokens`` spaCy tokens of the WNUT-17 raw text split into sentences, ``
 Each size runs in its own process (so peak RSS is its own); every variant is the best of ``--repeats``
 runs, taken in turns, each from a cold character-CNN cache; the "warm" runs first fill the cache with
 the ``--warm-tokens`` of text that follow (not the measured text), as a long-running pipeline would
-have it. With ``--reference`` (the Python of a venv holding allennlp 2.10.1,
-see /work/shared/reference/README.md) the reference runs the same file on the same sentences, and the
-max abs difference between its layers and ours is printed too.
+have it. With ``--reference`` (the Python of a venv holding allennlp 2.10.1, see
+``../shared/reference/README.md`` beside the checkout) the reference runs the same file on the same
+sentences, and the max abs difference between its layers and ours is printed too.
 
-``OMP_WAIT_POLICY=PASSIVE`` matters on a shared machine: with other processes on the cores, OpenMP's
-spinning threads slowed every parallel operation of both implementations by up to 10x here.
+``OMP_WAIT_POLICY=PASSIVE`` matters on a shared machine: OpenMP threads that spin while they wait take
+the cores from the threads that have work (see benchmarks/README.md).
 """
 import argparse
 import json

@@ -1,7 +1,7 @@
-"""Where the time goes, exact against fast: the character CNN's products, one LSTM step's pieces, and the
-first layer's two ways of computing its input products.
+"""Where the time goes, exact against fast: the character CNN's products and one LSTM step's pieces on the
+CPU kernels, and a training step's forward and backward on the plain forwards.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_breakdown.py --size small --parts cnn step layer0
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_breakdown.py --size small --parts cnn step grad
 
 * ``cnn``: the character CNN over the corpus's distinct tokens (2 threads), best wall time and the
   torch profiler's time in oneDNN products, exact and fast.
@@ -10,8 +10,9 @@ first layer's two ways of computing its input products.
   input product for the 4 steps, then a recurrent product per step that adds it) against stacked (one
   product of ``[x_t; h]`` per step with a sigmoid post-op). ``--compile`` also times the elementwise
   update through ``torch.compile`` (needs a C++ compiler).
-* ``layer0``: the warm LSTM through the ``Embedder``, with the token ids (first layer: input products
-  once per distinct token) and without them (first layer stacked too), taking turns.
+* ``grad``: forward and backward of ``Embedder.batch_layers`` (what fine-tuning and pretraining run: the
+  plain forwards, with autograd) over ``--grad-sentences`` sentences in batches of the default token
+  budget, 2 threads; wall and CPU seconds. Uses only the public API, so it also runs on older commits.
 """
 import argparse
 import sys
@@ -58,8 +59,10 @@ def cnn(bilm, sentences, rounds: int) -> None:
 def step(bilm, rows: int, compile_cell: bool) -> None:
     import torch
 
-    from spacy_elmo.bilm.lstm import cell_step
-    from spacy_elmo.bilm.precision import linear, linear_add, pack
+    from spacy_elmo.bilm.cpu_kernels import BFLOAT16, cell_step, linear, pack
+
+    def linear_add(x: "torch.Tensor", weight: "torch.Tensor", other: "torch.Tensor") -> "torch.Tensor":
+        return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, None, "add")
 
     torch.set_num_threads(1)
     layer = bilm.lstm.layers[1]
@@ -67,7 +70,7 @@ def step(bilm, rows: int, compile_cell: bool) -> None:
     proj = layer.weight_hh.shape[1]
     cells = cells4 // 4
     with torch.no_grad():
-        for dtype in (torch.float32, torch.bfloat16):
+        for dtype in (torch.float32, torch.bfloat16) if BFLOAT16 else (torch.float32,):  # oneDNN bf16: AVX-512
             w_ih, w_hh = pack(layer.weight_ih[0].t().to(dtype)), pack(layer.weight_hh[0].t().to(dtype))
             w_cat = pack(torch.cat([layer.weight_ih[0], layer.weight_hh[0]]).t().to(dtype))
             w_proj, bias = pack(layer.weight_proj[0].t().to(dtype)), layer.bias[0].to(dtype)
@@ -103,31 +106,37 @@ def step(bilm, rows: int, compile_cell: bool) -> None:
             print(f"step  {name:8} {rows} rows, 1 thread: " + "; ".join(f"{k} {v:,.0f} us" for k, v in times.items()))
 
 
-def layer0(embedder, sentences, rounds: int) -> None:
+def grad(embedder, sentences, rounds: int) -> None:
     import torch
 
+    from spacy_elmo.bilm.embedder import plan_batches
+
     torch.set_num_threads(2)
-    bilm = embedder.bilm
-    with_ids = bilm.contextualize
+    batches = [[sentences[i] for i in batch]
+               for batch in plan_batches([len(s) for s in sentences], embedder.max_batch_tokens)]
     n_tokens = sum(len(s) for s in sentences)
-    embedder.warm_cache([w for s in sentences for w in s])
-    best: Dict[str, float] = {}
+
+    def run() -> None:
+        for batch in batches:
+            layers, _ = embedder.batch_layers(batch)
+            layers.square().mean().backward()
+
+    best_wall, best_cpu = float("inf"), float("inf")
     for _ in range(rounds):
-        for name in ("with token ids", "without"):
-            # an instance attribute: the Embedder's call drops its token ids, so layer 0 runs stacked
-            bilm.contextualize = with_ids if name == "with token ids" else (lambda v, n, types=None: with_ids(v, n))
-            best[name] = min(best.get(name, float("inf")), C.best_time(lambda: embedder.embed(sentences), 1))
-    bilm.contextualize = with_ids
-    print("layer0 " + "; ".join(f"{k}: {v:.3f} s, {n_tokens / v:,.0f} tok/s" for k, v in best.items()))
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        best_wall, best_cpu = min(best_wall, time.perf_counter() - wall), min(best_cpu, time.process_time() - cpu)
+    print(f"grad  {len(sentences)} sentences, {n_tokens} tokens, forward + backward: wall {best_wall:.3f} s "
+          f"({n_tokens / best_wall:,.0f} tok/s), CPU {best_cpu:.3f} s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(C.SIZES), default="small")
-    parser.add_argument("--parts", nargs="+", choices=("cnn", "step", "layer0"), default=["cnn", "step", "layer0"])
-    parser.add_argument("--mode", choices=("exact", "fast"), default="exact", help="for layer0")
+    parser.add_argument("--parts", nargs="+", choices=("cnn", "step", "grad"), default=["cnn", "step", "grad"])
     parser.add_argument("--rows", type=int, default=300)
     parser.add_argument("--sentences", type=int, default=0, help="only the first N sentences (0: all)")
+    parser.add_argument("--grad-sentences", type=int, default=200, help="sentences of the grad part")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
@@ -144,8 +153,8 @@ def main() -> None:
         cnn(bilm, sentences, args.rounds)
     if "step" in args.parts:
         step(bilm, args.rows, args.compile)
-    if "layer0" in args.parts:
-        layer0(Embedder(bilm, precision=args.mode), sentences, args.rounds)
+    if "grad" in args.parts:
+        grad(Embedder(load_bilm(weights, options).train()), sentences[: args.grad_sentences], args.rounds)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """AllenNLP 2.10.1's ELMo biLM on a published-layout weight file: tokens/s and its layers.
 
-Runs in the reference's own venv (see /work/shared/reference/README.md), started by bench_bilm.py:
+Runs in the reference's own venv (see ``../shared/reference/README.md`` beside the checkout), started by
+bench_bilm.py:
 
     /tmp/refenv/bin/python benchmarks/bench_reference.py SIZE_DIR SENTENCES.json OUT.npz --threads 2
 
@@ -14,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"  # ../shared beside the checkout
 
 
 def main() -> None:
@@ -31,6 +32,8 @@ def main() -> None:
     import numpy
     import torch
 
+    if not (REFERENCE / "ref_import.py").exists():
+        sys.exit(f"bench_reference.py: the reference is not at {REFERENCE} (../shared/reference beside the checkout)")
     sys.path.insert(0, str(REFERENCE))
     import ref_import
 

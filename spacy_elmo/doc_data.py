@@ -1,6 +1,6 @@
 """The one Doc-level object that holds a Doc's biLM layers, and the ``._.elmo`` getters over it."""
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy
 import srsly
@@ -64,7 +64,9 @@ def install_extensions() -> None:
     """Register ``Doc._.elmo_data`` and the ``._.elmo`` getters, once."""
     if not Doc.has_extension(DATA_ATTR):
         Doc.set_extension(DATA_ATTR, default=None)
-    for cls, getter in ((Token, _token_vector), (Span, _span_vector), (Doc, _doc_vector)):
+    getters: Tuple[Tuple[Any, Callable[[Any], Optional[numpy.ndarray]]], ...] = (
+        (Token, _token_vector), (Span, _span_vector), (Doc, _doc_vector))
+    for cls, getter in getters:
         if not cls.has_extension(VECTOR_ATTR):
             cls.set_extension(VECTOR_ATTR, getter=getter)
 

@@ -1,10 +1,13 @@
-"""The biLM against the independent float64 numpy maths in reference_math.py, on published-layout files."""
+"""The biLM against the independent float64 numpy maths in reference_math.py, on published-layout files,
+on both routes: the CPU kernels and the plain forwards (what CUDA and training run)."""
+from contextlib import nullcontext
+
 import numpy
 import pytest
 import torch
 
 import reference_math as R
-from spacy_elmo.bilm import Embedder
+from spacy_elmo.bilm import Embedder, cpu_kernels
 from spacy_elmo.bilm.characters import BOS_IDS, EOS_IDS, word_to_ids
 from spacy_elmo.io import load_bilm
 
@@ -29,10 +32,21 @@ def test_sentence_marks():
     assert EOS_IDS.tolist() == R.char_ids(257)
 
 
-def test_tiny_matches_reference_maths(tiny_files, tiny_opts, tiny_arrays):
+ROUTES = {"kernels": nullcontext, "plain": cpu_kernels.disabled}
+
+
+def kernel_copies(bilm) -> int:
+    """How many weight copies the CPU kernels have made for ``bilm``: zero unless they ran."""
+    return len(bilm.token_encoder.kernel_weights) + sum(len(layer.kernel_weights) for layer in bilm.lstm.layers)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_tiny_matches_reference_maths(tiny_files, tiny_opts, tiny_arrays, route):
     bilm = load_bilm(tiny_files[1], tiny_files[0])
     R.CLIPS.update(cell=0, proj=0)
-    outputs = Embedder(bilm, max_batch_tokens=64).embed(SENTENCES)
+    with ROUTES[route]():
+        outputs = Embedder(bilm, max_batch_tokens=64).embed(SENTENCES)
+    assert (kernel_copies(bilm) > 0) == (route == "kernels")  # the route asked for is the one that ran
     for words, got in zip(SENTENCES, outputs):
         want = R.elmo_layers(tiny_arrays, tiny_opts, words)
         assert got.shape == want.shape == (3, len(words), 32)
@@ -41,7 +55,8 @@ def test_tiny_matches_reference_maths(tiny_files, tiny_opts, tiny_arrays):
     assert R.CLIPS["cell"] > 0 and R.CLIPS["proj"] > 0
 
 
-def test_small_published_shapes_and_maths(tmp_path):
+@pytest.mark.parametrize("route", ROUTES)
+def test_small_published_shapes_and_maths(tmp_path, route):
     """The full `small` options (1024 cells, 128 projection, 1 highway, 2048 filters) load and compute."""
     opts = R.options_dict(1024, 128, 1, [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]], 16)
     arrays = R.random_published_arrays(opts, seed=1)
@@ -51,7 +66,8 @@ def test_small_published_shapes_and_maths(tmp_path):
     assert n_params == sum(a.size for a in arrays.values()) + 16  # every stored weight, plus the padding row
     assert round(n_params / 1e6, 1) == 13.6  # the published size of `small`
     words = ["ELMo", "gives", "deep", "contextual", "vectors", "."]
-    got = Embedder(bilm).embed([words])[0]
+    with ROUTES[route]():
+        got = Embedder(bilm).embed([words])[0]
     want = R.elmo_layers(arrays, opts, words)
     assert got.shape == (3, 6, 256)
     assert numpy.abs(got - want).max() <= 1e-4
@@ -93,6 +109,30 @@ def test_batch_layers_is_differentiable(tiny_files):
     layers.sum().backward()
     assert bilm.lstm.layers[1].weight_hh.grad.abs().sum() > 0
     assert bilm.token_encoder.embedding.weight.grad.abs().sum() > 0
+    assert kernel_copies(bilm) == 0  # with autograd the plain forwards run
+
+
+def test_plain_gradients_match_finite_differences(tiny_files):
+    """The plain forwards' gradients, in float64, against central differences (torch.autograd.gradcheck)."""
+    bilm = load_bilm(tiny_files[1], tiny_files[0]).double()
+    encoder, lstm = bilm.token_encoder, bilm.lstm
+    ids = torch.from_numpy(numpy.stack([word_to_ids(w) for w in ["a", "Zürich", "x" * 60, ""]]))
+
+    def encode(conv: torch.Tensor, highway: torch.Tensor) -> torch.Tensor:
+        weights = {"convs.2.weight": conv, "highways.0.proj.weight": highway}
+        return torch.func.functional_call(encoder, weights, (ids,))
+
+    conv = encoder.convs[2].weight.detach().clone().requires_grad_()
+    highway = encoder.highways[0].proj.weight.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(encode, (conv, highway), fast_mode=True)
+
+    def contextualize(tokens: torch.Tensor, weight_hh: torch.Tensor) -> torch.Tensor:
+        layers = torch.func.functional_call(lstm, {"layers.1.weight_hh": weight_hh}, (tokens, torch.tensor([5, 2, 4])))
+        return torch.stack(layers)
+
+    tokens = torch.randn(3, 5, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    weight_hh = lstm.layers[1].weight_hh.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(contextualize, (tokens, weight_hh), fast_mode=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -114,19 +154,3 @@ def test_copies_and_pickles_after_inference(tiny_files, precision):
     for clone in (copy.deepcopy(bilm), pickle.loads(pickle.dumps(bilm))):
         for a, b in zip(Embedder(clone, precision=precision).embed(SENTENCES[:2]), before):
             assert numpy.array_equal(a, b)
-
-
-def test_distinct_token_input_products_change_nothing(tiny_files):
-    """Token ids let inference compute layer 0's input products once per distinct token (both directions)."""
-    bilm = load_bilm(tiny_files[1], tiny_files[0]).eval()
-    rng = numpy.random.default_rng(0)
-    lengths = torch.tensor([40, 3, 25, 40, 1, 17])
-    types = torch.from_numpy(rng.integers(0, 6, size=(6, 40)))  # few distinct tokens: many repeats per chunk
-    vectors = torch.from_numpy(rng.normal(size=(6, bilm.options.lstm.projection_dim)).astype(numpy.float32))
-    with torch.no_grad():
-        plain = bilm.contextualize(vectors[types], lengths)
-        distinct = bilm.contextualize(vectors[types], lengths, types)
-    # the paths differ only in rounding (the plain one stacks [x; h] into one product with a sigmoid post-op);
-    # a wrong row in the gather would move the outputs by tenths
-    assert torch.abs(plain - distinct).max() <= 1e-5
-    assert torch.abs(plain[1:]).max() > 0.1

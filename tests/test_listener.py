@@ -10,7 +10,7 @@ from spacy_elmo.layers.listener import ElmoListener
 from spacy_elmo.layers.scalar_mix import layer_weights
 from spacy_elmo.pipeline.component import listener_batch_id
 from spacy_elmo.doc_data import ElmoDocData, install_extensions
-from test_training import NER_DATA, build, examples_for, listener_mix, train_steps
+from helpers import NER_DATA, build, examples_for, listener_mix, train_steps
 
 L, W = 3, 6
 

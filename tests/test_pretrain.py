@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 import reference_math as R
+from helpers import TINY, synthetic_text
 from spacy_elmo.bilm import BiLMOptions
 from spacy_elmo.cli import app
 from spacy_elmo.io import load_bilm, load_hdf5, load_native
@@ -18,18 +19,6 @@ from spacy_elmo.pretraining.batches import BatchStream, Position, plan, shard, t
 from spacy_elmo.pretraining.corpus import MAX_LINE_BYTES, CorpusStats, Tokenizer, check_paths, read_items
 from spacy_elmo.pretraining.scan import scan, unigram_perplexity
 from spacy_elmo.pretraining.vocab import Vocab
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "configs" / "bilm_tiny.json"
-GRAMMAR = [["the", "a"], ["big", "small", "red", ""], ["cat", "dog", "tree", "mat"], ["sat", "ran", "slept"],
-           ["on", "under", "near"], ["the", "a"], ["mat", "tree", "roof"], [".", "!"]]
-
-
-def synthetic_text(n_lines: int, seed: int = 0) -> str:
-    """Sentences with structure a biLM can learn: determiner, adjective, noun, verb, preposition, ..."""
-    rng = numpy.random.default_rng(seed)
-    lines = [" ".join(w for slot in GRAMMAR if (w := slot[int(rng.integers(len(slot)))])) for _ in range(n_lines)]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")

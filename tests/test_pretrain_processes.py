@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from test_pretrain import TINY, synthetic_text
+from helpers import TINY, synthetic_text
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--max-length", "30", "--vocab-size", "100", "--min-count", "1", "--warmup-steps", "5", "--log-every", "1",

@@ -34,5 +34,12 @@ def test_project_all_on_a_tiny_slice(tmp_path):
     assert (project / "reports" / "report.png").stat().st_size > 10_000
     ner = json.loads((project / "metrics" / "ner_elmo.json").read_text())
     textcat = json.loads((project / "metrics" / "textcat_elmo.json").read_text())
-    assert ner["task"] == "ner" and 0.0 <= ner["f"] <= 1.0 and ner["n_docs"] == 60
-    assert textcat["task"] == "textcat" and 0.0 <= textcat["accuracy"] <= 1.0
+    assert ner["task"] == "ner" and ner["n_docs"] == 60
+    p, r = ner["p"], ner["r"]
+    assert ner["f"] == pytest.approx(2 * p * r / (p + r) if p + r else 0.0)  # spaCy's scores, read as they are
+    assert textcat["task"] == "textcat" and textcat["n_docs"] > 0
+    hits = textcat["accuracy"] * textcat["n_docs"]
+    assert hits == pytest.approx(round(hits))  # a share of the test Docs
+    # the report shows these runs' figures
+    assert f"**{100 * ner['f']:.1f}**" in report
+    assert f"| textcat_elmo | {100 * textcat['accuracy']:.1f} |" in report

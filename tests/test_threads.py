@@ -74,16 +74,16 @@ def test_a_forked_child_starts_with_one_torch_thread_and_no_thread_pool():
     torch.set_num_threads(2)
     try:
         lstm._both_directions(lambda direction: None, torch.device("cpu"))  # the parent's pool now exists
-        assert len(lstm._POOL) == 1
+        assert len(cpu_kernels._POOL) == 1
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: report and leave at once
-            os.write(write, f"{torch.get_num_threads()} {len(lstm._POOL)}".encode())
+            os.write(write, f"{torch.get_num_threads()} {len(cpu_kernels._POOL)}".encode())
             os._exit(0)
         os.close(write)
         report = os.read(read, 100).decode()
         os.waitpid(pid, 0)
         assert report == "1 0"
-        assert torch.get_num_threads() == 2 and len(lstm._POOL) == 1  # the parent keeps its own
+        assert torch.get_num_threads() == 2 and len(cpu_kernels._POOL) == 1  # the parent keeps its own
     finally:
         torch.set_num_threads(threads)

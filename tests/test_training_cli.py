@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from test_training import CONFIGS, TINY_WIDTH, cat_docs, ner_docs, write_corpus
+from helpers import CONFIGS, TINY_WIDTH, cat_docs, ner_docs, write_corpus
 
 import spacy
 

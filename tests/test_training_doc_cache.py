@@ -5,7 +5,7 @@ import spacy
 
 from spacy_elmo.bilm.embedder import Embedder
 from spacy_elmo.layers.bilm_model import get_doc_cache
-from test_training import build, train_steps
+from helpers import build, train_steps
 
 TEXTS = ["the cat sat on the mat .", "a dog barked . it ran away", "the cat sat on the mat .", "birds fly"]
 

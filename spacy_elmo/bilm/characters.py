@@ -3,7 +3,7 @@
 As in bilm-tf's ``UnicodeCharsVocabulary`` and AllenNLP's ``ELMoCharacterMapper``, a token equal to
 ``<S>`` or ``</S>`` is the sentence mark itself, not its bytes: the published biLMs read it that way.
 """
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy
 
@@ -16,7 +16,7 @@ PAD_CHAR = 260  # padding inside a word
 N_CHARACTERS = 262  # 0 (padded token position) + the 261 ids above, shifted by one
 
 
-def _marked(payload: Sequence[int]) -> numpy.ndarray:
+def _marked(payload: Union[Sequence[int], numpy.ndarray]) -> numpy.ndarray:
     ids = numpy.full(MAX_CHARS, PAD_CHAR, dtype=numpy.int64)
     ids[0] = BOW_CHAR
     ids[1 : 1 + len(payload)] = payload

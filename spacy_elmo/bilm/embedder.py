@@ -141,8 +141,7 @@ class Embedder:
         for b, r in enumerate(rows):
             index[b, 1 : 1 + len(r)] = r
         lengths = torch.tensor([len(r) + 2 for r in rows])
-        types = torch.from_numpy(index).to(device)
-        layers = self.bilm.contextualize(vectors[types], lengths, types)
+        layers = self.bilm.contextualize(vectors[torch.from_numpy(index).to(device)], lengths)
         return layers[:, :, 1:-1], lengths - 2
 
     def warm_cache(self, words: Sequence[str]) -> None:

@@ -26,17 +26,12 @@ class BiLM(nn.Module):
         """``[N, 50]`` character ids to ``[N, P]`` context-independent token vectors."""
         return self.token_encoder(char_ids)
 
-    def contextualize(
-        self, tokens: torch.Tensor, lengths: torch.Tensor, types: Optional[torch.Tensor] = None
-    ) -> torch.Tensor:
-        """``[B, T, P]`` token vectors (sentence marks included) to ``[L, B, T, 2P]`` layers.
-
-        ``types``: optional ``[B, T]`` ids, equal where token vectors are equal (saves inference work).
-        """
+    def contextualize(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, T, P]`` token vectors (sentence marks included) to ``[L, B, T, 2P]`` layers."""
         steps = tokens.shape[1]
         mask = (torch.arange(steps, device=tokens.device).unsqueeze(0) < lengths.to(tokens.device).unsqueeze(1))
         token_layer = torch.cat([tokens, tokens], dim=-1) * mask.unsqueeze(-1).to(tokens.dtype)
-        return torch.stack([token_layer, *self.lstm(tokens, lengths, types)])
+        return torch.stack([token_layer, *self.lstm(tokens, lengths)])
 
     def forward(self, char_ids: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``[B, T, 50]`` character ids (0 marks padded positions) to ``[L, B, T, 2P]`` layers."""

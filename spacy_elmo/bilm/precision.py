@@ -1,34 +1,30 @@
-"""Numeric modes of the biLM and the matrix multiply they run on.
+"""Numeric modes of the biLM.
 
-* ``"exact"`` (the default): float32 everywhere. While an exact computation runs, torch's backend
-  settings that let float32 matrix multiplies or convolutions compute in a lower precision
+* ``"exact"`` (the default): float32 everywhere. While the biLM runs, torch's backend settings that let
+  float32 matrix multiplies or convolutions compute in a lower precision
   (``torch.set_float32_matmul_precision("medium")``, ``torch.backends.mkldnn.matmul.fp32_precision``,
-  TF32 on CUDA) are forced to IEEE float32 and restored afterwards: on CPUs with Intel AMX those
-  settings make oneDNN compute in bfloat16, so exact mode never depends on them.
-* ``"fast"`` (opt-in, inference only): matrix multiplies take bfloat16 operands; LSTM states, gates,
-  clipping, maxima and outputs stay float32. Its drift from exact mode is measured in
-  ``tests/test_speed_modes.py`` and ``benchmarks/bench_bilm.py``. With gradients on (training,
-  fine-tuning) the exact path runs whatever the mode.
+  TF32 on CUDA) are forced to IEEE float32 and restored afterwards (:func:`ieee_fp32`): on CPUs with
+  Intel AMX those settings make oneDNN compute in bfloat16, so exact mode never depends on them.
+* ``"fast"`` (opt-in, inference only): matrix multiplies and convolutions take bfloat16 operands, and
+  the gates and hidden states they produce are bfloat16; the LSTM cell state, its clipping and the
+  returned layers stay float32. The CPU kernels (:mod:`.cpu_kernels`) cast their operands themselves; the
+  plain forwards run under bfloat16 :func:`autocast`. With gradients on (training, fine-tuning) both
+  modes are exact.
 
 Select a mode for a block of code with ``with precision("fast"): ...`` (a context variable: other
-threads keep theirs), or through :class:`~spacy_elmo.bilm.embedder.Embedder`'s ``precision``.
-
-On CPU, inference matrix multiplies go to oneDNN (``torch.ops.mkldnn._linear_pointwise``), which runs
-float32 about twice as fast as the default MKL route on the AVX-512 machines we measured, in IEEE
-float32 under exact mode.
+threads keep theirs), or through :class:`~spacy_elmo.bilm.embedder.Embedder`'s ``precision``. The drift
+of fast mode from exact is bounded in ``tests/test_speed_modes.py`` and measured by
+``benchmarks/bench_bilm.py``.
 """
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Iterator, List, Tuple
 
 import torch
-import torch.nn.functional as F
 
 MODES = ("exact", "fast")
 FAST_DTYPE = torch.bfloat16
 _MODE: ContextVar[str] = ContextVar("spacy_elmo_precision", default="exact")
-_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-_PACK = _ONEDNN and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
 # (backend, op) pairs whose float32 precision setting can lower the precision of our products
 _FP32_SETTINGS = (("mkldnn", "matmul"), ("mkldnn", "conv"), ("cuda", "matmul"), ("cudnn", "conv"))
 
@@ -78,62 +74,14 @@ def needs_grad(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def inference_dtype() -> torch.dtype:
-    """Operand dtype of inference matrix multiplies in the current mode."""
-    return FAST_DTYPE if _MODE.get() == "fast" else torch.float32
+def operand_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """The dtype of matrix-multiply operands in the current mode, for a computation on ``tensors``:
+    bfloat16 in fast mode unless autograd records it, else float32."""
+    return FAST_DTYPE if _MODE.get() == "fast" and not needs_grad(*tensors) else torch.float32
 
 
-def linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, sigmoid: bool = False
-) -> torch.Tensor:
-    """``x @ weight.T (+ bias)``, then the sigmoid if asked, for inference: oneDNN on CPU (the sigmoid
-    as a post-op, on the output while it is in cache), ``F.linear`` elsewhere.
-
-    ``weight`` is ``[out, in]``, from :func:`pack`; ``x``, ``weight`` and ``bias`` share a dtype.
-    """
-    if _ONEDNN and x.device.type == "cpu":
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "sigmoid" if sigmoid else "none", [], "")
-    out = F.linear(x, weight, bias)
-    return out.sigmoid_() if sigmoid else out
-
-
-def pack(weight: torch.Tensor, rows: int = 128) -> torch.Tensor:
-    """``weight`` (``[out, in]``) for :func:`linear` and :func:`linear_add`: on CPU, in oneDNN's blocked
-    layout, reordered once instead of at every product (5-15% faster, the same results; ``rows`` is a
-    hint of the row count of ``x``); elsewhere unchanged."""
-    if _PACK and weight.device.type == "cpu":
-        return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), rows)
-    return weight.contiguous()
-
-
-def linear_add(x: torch.Tensor, weight: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """``x @ weight.T + other`` for inference (``other`` has the output's shape and dtype)."""
-    if _ONEDNN and x.device.type == "cpu":
-        return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, None, "add")
-    return torch.addmm(other, x, weight.t())
-
-
-class WeightCache:
-    """Inference copies of a module's weights (transposed, cast, fused), rebuilt when a weight changes.
-
-    A parameter's ``_version`` counts its in-place updates (optimizer steps, ``load_state_dict``), so
-    stale copies are never used.
-    """
-
-    def __init__(self) -> None:
-        self._store: Dict[object, Tuple[Tuple, object]] = {}
-
-    # derived data (and oneDNN-packed tensors cannot be copied): copies and pickles start empty
-    def __deepcopy__(self, memo: dict) -> "WeightCache":
-        return WeightCache()
-
-    def __getstate__(self) -> dict:
-        return {"_store": {}}
-
-    def get(self, key: object, params: List[torch.Tensor], build: Callable[[], object]) -> object:
-        stamp = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
-        hit = self._store.get(key)
-        if hit is None or hit[0] != stamp:
-            with torch.no_grad():
-                hit = self._store[key] = (stamp, build())
-        return hit[1]
+def autocast(x: torch.Tensor, *tensors: torch.Tensor) -> torch.autocast:
+    """For the plain forwards: bfloat16 autocast on ``x``'s device where :func:`operand_dtype` of ``x`` and
+    ``tensors`` is bfloat16, else a block that changes nothing."""
+    fast = operand_dtype(x, *tensors) == FAST_DTYPE
+    return torch.autocast(x.device.type, dtype=FAST_DTYPE, enabled=fast)

@@ -4,7 +4,7 @@ The layer owns everything that reads the text: its settings (``model.attrs["sett
 biLM (its one shim) and the caches derived from both (``model.attrs["runtime"]``).
 """
 from collections.abc import Sequence as SequenceABC
-from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence, Tuple, cast
 
 import numpy
 import srsly
@@ -144,7 +144,7 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3
     cache = runtime.doc_cache
     found: List[Optional[numpy.ndarray]] = [None] * len(docs)
     direct: List[int] = []  # Docs computed without the cache: read lazily, keeping memory flat
-    keyed: Dict[Hashable, List[int]] = {}  # Docs to compute once and cache, by key
+    keyed: Dict[Tuple[Tuple[str, ...], ...], List[int]] = {}  # Docs to compute once and cache, by key
     for d, doc in enumerate(docs):
         if cache is None or len(doc) > cache.max_tokens:
             direct.append(d)
@@ -156,15 +156,18 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3
         else:
             found[d] = hit
     new_keys = list(keyed)
-    computed = _embed_docs(runtime.embedder, [_lazy_sequences(docs[d], window) for d in direct] + new_keys)
+    lazy: List[Sequence[Sequence[str]]] = [_lazy_sequences(docs[d], window) for d in direct]
+    computed = _embed_docs(runtime.embedder, [*lazy, *new_keys])
     for d, layers in zip(direct, computed):
         found[d] = layers
     for key, layers in zip(new_keys, computed[len(direct) :]):
         layers.flags.writeable = False  # shared by every Doc that gets it
+        assert cache is not None  # only Docs go by key that the cache can hold
         cache.put(key, layers)
         for d in keyed[key]:
             found[d] = layers
-    return [model.ops.asarray3f(layers) for layers in found], lambda d_outputs: []
+    filled = cast(List[Floats3d], found)  # every Doc has its layers now
+    return [model.ops.asarray3f(layers) for layers in filled], lambda d_outputs: []
 
 
 class _LazySequence(SequenceABC):

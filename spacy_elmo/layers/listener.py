@@ -144,7 +144,7 @@ def StandaloneElmo(
 
 
 def _standalone(bilm: Model, mix: Model) -> Model:
-    model = chain(bilm, mix)
+    model: Model = chain(bilm, mix)
     model.set_dim("nO", mix.get_dim("nO"))
     return model
 

@@ -1,5 +1,5 @@
 """The task's mix of the biLM layers (eq. 1 of the ELMo paper): ``gamma * sum_j softmax(s)_j * h_j``."""
-from typing import Callable, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import numpy
 from thinc.api import Model
@@ -70,7 +70,7 @@ def forward(model: Model, X: List[Floats3d], is_train: bool) -> Tuple[List[Float
     ops, xp = model.ops, model.ops.xp
     n_layers, width = model.get_dim("nL"), model.get_dim("nO")
     lengths = [x.shape[1] for x in X]
-    H = xp.concatenate(X, axis=1) if X else ops.alloc3f(n_layers, 0, width)
+    H: Any = xp.concatenate(X, axis=1) if X else ops.alloc3f(n_layers, 0, width)  # numpy or cupy
     if model.attrs["layer_norm"]:
         mean = H.mean(axis=-1, keepdims=True)
         inv_std = 1.0 / xp.sqrt(H.var(axis=-1, keepdims=True) + LAYER_NORM_EPS)
@@ -87,7 +87,7 @@ def forward(model: Model, X: List[Floats3d], is_train: bool) -> Tuple[List[Float
     Y = gamma[0] * M if drop is None else gamma[0] * M * drop
 
     def backprop(dY_list: List[Floats2d]) -> List[Floats3d]:
-        dY = xp.concatenate(dY_list, axis=0) if dY_list else ops.alloc2f(0, width)
+        dY: Any = xp.concatenate(dY_list, axis=0) if dY_list else ops.alloc2f(0, width)
         if drop is not None:
             dY = dY * drop
         model.inc_grad("gamma", xp.asarray([(dY * M).sum()], dtype="float32"))

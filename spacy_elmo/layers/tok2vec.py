@@ -25,8 +25,8 @@ def ElmoTok2Vec(
     """
     width = encode.get_dim("nI") if encode.has_dim("nI") is True else encode.get_dim("nO")
     features = embed if elmo is None else concatenate(elmo, embed)
-    merge = with_array(Maxout(nO=width, nP=maxout_pieces, dropout=0.0, normalize=True))
-    model = chain(features, merge, encode)
+    merge: Model = with_array(Maxout(nO=width, nP=maxout_pieces, dropout=0.0, normalize=True))
+    model: Model = chain(features, merge, encode)
     model.set_dim("nO", encode.get_dim("nO"))
     model.set_ref("embed", embed)
     model.set_ref("encode", encode)

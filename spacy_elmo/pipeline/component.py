@@ -5,7 +5,7 @@ What reads the text (window, batch budget, caches, device, precision, frozen) is
 where the weights come from are the component's own.
 """
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union, cast
 
 import numpy
 import srsly
@@ -22,7 +22,7 @@ from ..bilm.model import BiLM
 from ..doc_data import DATA_ATTR, ElmoDocData, install_extensions
 from ..io import bilm_from_bytes, bilm_to_bytes, load_bilm, load_native, save_native
 from ..layers.bilm_model import get_bilm, get_doc_cache, get_runtime, get_settings, has_bilm, set_bilm, set_settings
-from ..layers.listener import LISTENER_NAME, listener_batch_id
+from ..layers.listener import LISTENER_NAME, ElmoListenerModel, listener_batch_id
 from ..layers.runtime import BiLMSettings
 
 MIXES = ("average", "top", "all", "weighted")
@@ -101,7 +101,7 @@ class ElmoComponent(TrainablePipe):
         self.vocab = vocab
         self.model = model
         self.name = name
-        self.listener_map: Dict[str, List[Model]] = {}
+        self.listener_map: Dict[str, List[ElmoListenerModel]] = {}
 
     # -- the biLM ---------------------------------------------------------------------------------
     @property
@@ -171,19 +171,19 @@ class ElmoComponent(TrainablePipe):
 
     # -- listeners and training -------------------------------------------------------------------
     @property
-    def listeners(self) -> List[Model]:
+    def listeners(self) -> List[ElmoListenerModel]:
         return [m for c in self.listening_components for m in self.listener_map[c]]
 
     @property
     def listening_components(self) -> List[str]:
         return list(self.listener_map.keys())
 
-    def add_listener(self, listener: Model, component_name: str) -> None:
+    def add_listener(self, listener: ElmoListenerModel, component_name: str) -> None:
         self.listener_map.setdefault(component_name, [])
         if listener not in self.listener_map[component_name]:
             self.listener_map[component_name].append(listener)
 
-    def remove_listener(self, listener: Model, component_name: str) -> bool:
+    def remove_listener(self, listener: ElmoListenerModel, component_name: str) -> bool:
         if listener in self.listener_map.get(component_name, []):
             self.listener_map[component_name].remove(listener)
             if not self.listener_map[component_name]:
@@ -196,7 +196,7 @@ class ElmoComponent(TrainablePipe):
         if isinstance(model, Model):
             for node in model.walk():
                 if node.name == LISTENER_NAME and node.attrs.get("upstream_name") in ("*", self.name):
-                    self.add_listener(node, component.name)
+                    self.add_listener(cast(ElmoListenerModel, node), component.name)
 
     def update(
         self,

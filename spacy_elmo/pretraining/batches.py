@@ -8,7 +8,7 @@ resumes by re-reading one chunk.
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Sequence, Tuple
 
 import numpy
 import torch
@@ -29,7 +29,7 @@ class Position(NamedTuple):
     batch: int = 0
 
     @classmethod
-    def restore(cls, saved: Sequence[object], n_files: int) -> "Position":
+    def restore(cls, saved: Sequence[Any], n_files: int) -> "Position":
         """The position as a checkpoint stores it (``[epoch, offsets, batch]``), checked against the files."""
         if len(saved) != 3 or not isinstance(saved[1], (list, tuple)):
             raise ValueError(f"The checkpoint's data position {list(saved)} is from an older spacy-elmo, which read "
@@ -76,7 +76,7 @@ class CharIdCache:
 
 
 def tensorize(sequences: Sequence[Sequence[str]], vocab: Vocab, chars: CharIdCache) -> Batch:
-    keys: Dict[object, int] = {0: 0, 1: 1}  # int keys: the marks never collide with a word
+    keys: Dict[Any, int] = {0: 0, 1: 1}  # int keys: the marks never collide with a word
     rows = [[keys.setdefault(w, len(keys)) for w in seq] for seq in sequences]
     words = list(keys)[2:]
     char_ids = numpy.stack([BOS_IDS, EOS_IDS] + [chars(w) for w in words])

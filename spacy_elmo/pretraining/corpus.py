@@ -9,7 +9,7 @@ import json
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 JSONL_SUFFIXES = (".jsonl",)
 SPACY_SUFFIXES = (".spacy",)
@@ -243,7 +243,8 @@ class Tokenizer:
         """Each item's token sequences (more than one where it is longer than ``max_length``)."""
         items = list(items)
         texts = [i for i in items if isinstance(i, str)]
-        docs = iter(self.nlp.tokenizer.pipe(texts, batch_size=1000))
+        tokenizer: Any = self.nlp.tokenizer  # spaCy's compiled Tokenizer, untyped (typed as a callable)
+        docs = iter(tokenizer.pipe(texts, batch_size=1000))
         out: List[List[List[str]]] = []
         for item in items:
             words = [t.text for t in next(docs) if not t.is_space] if isinstance(item, str) else item

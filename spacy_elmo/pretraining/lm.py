@@ -29,7 +29,7 @@ class BiLMLanguageModel(nn.Module):
     def top_states(self, char_ids: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The top layer ``[B, T, 2P]`` (sentence marks included), after the head's dropout."""
         vectors = self.bilm.encode_tokens(char_ids)
-        top = self.bilm.lstm(vectors[index], lengths, index)[-1]
+        top = self.bilm.lstm(vectors[index], lengths)[-1]
         return F.dropout(top, self.dropout, self.training) if self.dropout else top
 
     def target_log_probs(

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-from .corpus import CorpusStats, Tokenizer, is_heldout, read_items
+from .corpus import CorpusStats, Item, Tokenizer, is_heldout, read_items
 from .vocab import Vocab
 
 CHUNK = 20_000
@@ -32,8 +32,8 @@ def _tokenized(
     path: Path, tokenizer: Tokenizer, stats: CorpusStats, heldout: float
 ) -> Iterator[Tuple[List[List[str]], List[List[str]]]]:
     """Training and held-out sequences of one file, a chunk at a time; an error if it has no usable text."""
-    train: List[str] = []
-    dev: List[str] = []
+    train: List[Item] = []
+    dev: List[Item] = []
     used = stats.lines
     for _, item in read_items(path, 0, stats):
         (dev if is_heldout(item, heldout) else train).append(item)

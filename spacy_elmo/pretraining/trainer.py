@@ -173,6 +173,7 @@ def _initial_model(
 ) -> Tuple[BiLM, Optional[Path]]:
     """A fresh biLM from ``options``, or one loaded from ``init_weights`` (and the head's dir, if any)."""
     if init_weights is None:
+        assert options is not None  # pretrain() asks for options or weights
         return BiLM(options), None
     bilm = load_bilm(init_weights, init_options)
     if options is not None and (options.char_cnn, options.lstm) != (bilm.options.char_cnn, bilm.options.lstm):
