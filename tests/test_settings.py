@@ -128,7 +128,7 @@ def test_exclude_is_honoured(tiny_files, saved, tmp_path):
 
 
 def test_replace_listeners_copies_the_settings(tiny_files, tmp_path):
-    from test_training import build
+    from helpers import build
 
     nlp = build("ner_elmo", tmp_path, tiny_files,
                 **{"components.elmo.model." + k: v for k, v in MODEL.items() if k != "frozen"})
