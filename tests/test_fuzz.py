@@ -53,9 +53,10 @@ def nlps(tiny_files):
     """The default component, and one with short windows and a tiny character cache (refilled often)."""
     options, weights = tiny_files
     made = []
-    for config in ({}, {"window": 5, "cache_size": 3, "max_batch_tokens": 16}):
+    for settings in ({}, {"window": 5, "cache_size": 3, "max_batch_tokens": 16}):
         nlp = spacy.blank("en")
-        nlp.add_pipe("elmo", config={"weights": str(weights), "options": str(options), **config})
+        model = {"@architectures": "spacy-elmo.BiLM.v2", **settings}
+        nlp.add_pipe("elmo", config={"weights": str(weights), "options": str(options), "model": model})
         made.append(nlp)
     return made
 

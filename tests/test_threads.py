@@ -68,12 +68,12 @@ def test_a_forked_child_starts_with_one_torch_thread_and_no_thread_pool():
 
     import torch
 
-    from spacy_elmo.bilm import lstm
+    from spacy_elmo.bilm import cpu_kernels
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        lstm._both_directions(lambda direction: None, torch.device("cpu"))  # the parent's pool now exists
+        cpu_kernels._both_directions(lambda direction: None)  # the parent's pool now exists
         assert len(cpu_kernels._POOL) == 1
         read, write = os.pipe()
         pid = os.fork()
