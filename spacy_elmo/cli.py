@@ -82,8 +82,9 @@ def pretrain_cli(
         opts = BiLMOptions.from_file(options) if options is not None else None
         summary = pretrain(texts, output, config, opts, init_weights, init_options, dev or None, resume, device)
     if summary:
-        dev = summary["dev"]
-        held_out = f"held-out perplexity {dev['ppl']:.2f}, unigram {summary['unigram_ppl']:.1f}" if dev else "no held-out text"
+        dev_scores = summary["dev"]
+        held_out = (f"held-out perplexity {dev_scores['ppl']:.2f}, unigram {summary['unigram_ppl']:.1f}"
+                    if dev_scores else "no held-out text")
         msg.good(f"Trained {summary['step']} steps ({summary['tokens_seen']} tokens) in {summary['minutes']:.1f} min; "
                  f"{held_out}. biLM in {output}")
 

@@ -52,7 +52,7 @@ def commit(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write(path: Union[str, Path], write: Callable[[Path], None]) -> None:
+def atomic_write(path: Union[str, Path], write: Callable[[Path], object]) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, then commit it over ``path``; an error names
     ``path``, not the temporary file, and leaves nothing behind."""
     path = Path(path)

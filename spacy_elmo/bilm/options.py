@@ -136,9 +136,10 @@ def _section(value: Any, name: str, allowed: Optional[Sequence[str]] = None) -> 
     if not isinstance(value, dict):
         where = f"key '{name}'" if name else "the options"
         raise ValueError(f"{where} must be a JSON object, got {_describe(value)}")
-    unknown = sorted(k for k in value if allowed is not None and k not in allowed)
-    if unknown:  # a misspelt key would otherwise fall back to its default unnoticed
-        raise ValueError(f"unknown keys in '{name}': {unknown} (expected some of {list(allowed)})")
+    if allowed is not None:
+        unknown = sorted(k for k in value if k not in allowed)
+        if unknown:  # a misspelt key would otherwise fall back to its default unnoticed
+            raise ValueError(f"unknown keys in '{name}': {unknown} (expected some of {list(allowed)})")
     return value
 
 
@@ -193,12 +194,15 @@ def _filters(value: Any) -> Tuple[Tuple[int, int], ...]:
               f"(width at most {MAX_CHARACTERS}), got {_describe(value)}"
     if not isinstance(value, list) or not value:
         raise ValueError(problem)
-    filters = []
+    filters: List[Tuple[int, int]] = []
     for entry in value:
-        pair = [_as_int(v) for v in entry] if isinstance(entry, list) and len(entry) == 2 else [None]
-        if None in pair or not (1 <= pair[0] <= MAX_CHARACTERS and pair[1] >= 1):
+        width: Optional[int] = None
+        count: Optional[int] = None
+        if isinstance(entry, list) and len(entry) == 2:
+            width, count = _as_int(entry[0]), _as_int(entry[1])
+        if width is None or count is None or not (1 <= width <= MAX_CHARACTERS and count >= 1):
             raise ValueError(f"{problem}: entry {entry!r}")
-        filters.append((pair[0], pair[1]))
+        filters.append((width, count))
     return tuple(filters)
 
 

@@ -3,7 +3,7 @@ dataset is an external link into its shard (nothing is copied), and ``sentence_t
 maps merged in line order. h5py and every HDF5 reader follow the links transparently."""
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 from ..files import commit, temporary
 from .shards import Shard
@@ -25,7 +25,7 @@ def index_names(inputs: Sequence[str]) -> Dict[str, str]:
     return names
 
 
-def write_hdf5_indexes(output: Path, shards: Sequence[Shard], records: Sequence[Optional[dict]]) -> Dict[str, str]:
+def write_hdf5_indexes(output: Path, shards: Sequence[Shard], records: Sequence[dict]) -> Dict[str, str]:
     """Write the index files; returns ``{input file: index file name}``."""
     h5py = require_h5py()
     names = index_names([s.path for s in shards])

@@ -6,7 +6,7 @@ continues only a run whose manifest describes the same input, biLM and settings.
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from ..files import write_json
 
@@ -54,7 +54,7 @@ def resume_problem(old: Dict[str, Any], new: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-def write_manifest(output: Path, manifest: Dict[str, Any], records: List[Optional[dict]]) -> Dict[str, Any]:
+def write_manifest(output: Path, manifest: Dict[str, Any], records: Sequence[Optional[dict]]) -> Dict[str, Any]:
     """The manifest with each finished shard's file, rows, tokens and skipped lines (``records`` by shard)."""
     shards = [dict(s, **({"file": r["file"], "rows": r["rows"], "tokens": r["tokens"],
                           "skipped": r["stats"]["skipped_by_file"].get(s["path"], 0)} if r else {}))

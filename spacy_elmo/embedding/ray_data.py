@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import numpy
 
-from .run import PathLike, expected_size, finish, finished_shards, progress_bar, start_run
+from .run import PathLike, expected_size, finish, finished_shards, progress_bar, start_main_run
 from .segment import Segmented
 from .settings import EmbedSettings
 from .shards import Shard
@@ -122,7 +122,7 @@ def embed_corpus_on_ray(
     running one; None: a local Ray). The output directory must be on a file system every node sees."""
     ray = require_ray()
     output, weights = Path(output).resolve(), Path(weights).resolve()
-    shards, manifest, problem = start_run(inputs, output, weights, options, settings, resume, True)
+    shards, manifest, problem = start_main_run(inputs, output, weights, options, settings, resume)
     if problem:
         raise ValueError(problem)
     if not ray.is_initialized():

@@ -31,10 +31,14 @@ POLL_SECONDS = 0.5
 
 def build_manifest(files: Sequence[Path], shards: Sequence[Shard], weights: Path, options: Optional[PathLike],
                    settings: EmbedSettings) -> Dict[str, Any]:
-    if not weights.is_dir() and options is None:
+    if weights.is_dir():
+        options_file: PathLike = weights / OPTIONS_FILE
+    elif options is None:
         raise ValueError(f"{weights}: a published hdf5 weight file needs its options.json (--options)")
-    opts = BiLMOptions.from_file(weights / OPTIONS_FILE if weights.is_dir() else options)
-    layout = Layout(settings.layers, opts.n_output_layers, opts.output_dim, settings.dtype)
+    else:
+        options_file = options
+    opts = BiLMOptions.from_file(options_file)
+    layout = Layout(settings.layers, opts.n_output_layers, opts.output_dim, settings.storage_dtype)
     return {"spacy_elmo": __version__, "format": settings.format, "layout": layout.to_dict(),
             "settings": settings.output_dict(), "options": opts.to_dict(), "weights": str(weights),
             "weights_sha256": weights_digest(weights), "inputs": [str(f) for f in files],
@@ -77,12 +81,18 @@ def _human(n_bytes: float) -> str:
     raise AssertionError
 
 
+def wait_records(output: Path, shards: Sequence[Shard]) -> List[dict]:
+    """Every shard's progress record, once all are written."""
+    found: List[Optional[dict]] = [read_record(progress_path(output, s)) for s in shards]
+    while not all(found):
+        time.sleep(POLL_SECONDS)
+        found = [r or read_record(progress_path(output, s)) for r, s in zip(found, shards)]
+    return [r for r in found if r is not None]  # all of them, now
+
+
 def finish(output: Path, manifest: Dict[str, Any], shards: Sequence[Shard], settings: EmbedSettings) -> Dict[str, Any]:
     """Wait for every shard's progress record, then complete the manifest (and the HDF5 index files)."""
-    records: List[Optional[dict]] = [read_record(progress_path(output, s)) for s in shards]
-    while not all(records):
-        time.sleep(POLL_SECONDS)
-        records = [r or read_record(progress_path(output, s)) for r, s in zip(records, shards)]
+    records = wait_records(output, shards)
     if settings.format == "hdf5":
         manifest = dict(manifest, hdf5_files=write_hdf5_indexes(output, shards, records))
     final = write_manifest(output, manifest, records)
@@ -108,10 +118,16 @@ def progress_bar(total: int, enabled: bool) -> tqdm:
 def start_run(inputs: Sequence[PathLike], output: Path, weights: Path, options: Optional[PathLike],
               settings: EmbedSettings, resume: bool, main: bool) -> Tuple[List[Shard], Optional[Dict[str, Any]], Optional[str]]:
     """Plan the shards; on the main process also check and start the output. ``(shards, manifest, problem)``."""
+    if not main:
+        return plan_shards(check_paths(inputs), settings.shard_lines), None, None
+    return start_main_run(inputs, output, weights, options, settings, resume)
+
+
+def start_main_run(inputs: Sequence[PathLike], output: Path, weights: Path, options: Optional[PathLike],
+                   settings: EmbedSettings, resume: bool) -> Tuple[List[Shard], Dict[str, Any], Optional[str]]:
+    """:func:`start_run` on the main process: the shards, the manifest, and the problem with the output if any."""
     files = check_paths(inputs)
     shards = plan_shards(files, settings.shard_lines)
-    if not main:
-        return shards, None, None
     manifest = build_manifest(files, shards, weights, options, settings)
     return shards, manifest, prepare_output(output, manifest, resume)
 

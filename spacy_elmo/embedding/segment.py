@@ -1,6 +1,6 @@
 """Items (raw text, whitespace-tokenised text or words) to the tokens of a row and the pieces the biLM reads."""
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence
 
 from spacy.tokens import Doc
 
@@ -46,7 +46,8 @@ class Segmenter:
         inputs = [i if isinstance(i, str) else Doc(vocab, words=list(i)) for i in items]
         if self.use_pipeline:
             return self.nlp.pipe(inputs)
-        texts = iter(self.nlp.tokenizer.pipe([i for i in inputs if isinstance(i, str)], batch_size=1000))
+        tokenizer: Any = self.nlp.tokenizer  # spaCy types it as a plain callable; its Tokenizer has pipe()
+        texts = iter(tokenizer.pipe([i for i in inputs if isinstance(i, str)], batch_size=1000))
         return [next(texts) if isinstance(i, str) else i for i in inputs]
 
     def __call__(self, items: Sequence[Item]) -> List[Segmented]:

@@ -8,6 +8,11 @@ DTYPES = ("float16", "float32")
 RUNTIME_ONLY = ("max_batch_tokens", "cache_size")
 
 
+def default_dtype(fmt: str) -> str:
+    """float16 for Parquet (storage), float32 for HDF5 (as the old ``allennlp elmo`` wrote)."""
+    return "float16" if fmt == "parquet" else "float32"
+
+
 @dataclass(frozen=True)
 class EmbedSettings:
     """What the output depends on (besides the weights and the input).
@@ -35,7 +40,7 @@ class EmbedSettings:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.dtype is None:
-            object.__setattr__(self, "dtype", "float16" if self.format == "parquet" else "float32")
+            object.__setattr__(self, "dtype", default_dtype(self.format))
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name in ("window", "max_batch_tokens", "chunk_tokens", "shard_lines"):
@@ -43,6 +48,11 @@ class EmbedSettings:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.tokenized and self.model:
             raise ValueError("--tokenized and --model exclude each other: tokenised lines are not re-tokenised")
+
+    @property
+    def storage_dtype(self) -> str:
+        """The dtype the vectors are stored in: ``dtype``, which ``__post_init__`` has filled in when None."""
+        return self.dtype if self.dtype is not None else default_dtype(self.format)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

@@ -46,13 +46,16 @@ class Worker:
                  options: Union[str, Path, None] = None, device: Union[str, torch.device] = "cpu",
                  bilm: Optional[BiLM] = None) -> None:
         self.settings = settings
-        bilm = bilm if bilm is not None else load_bilm(weights, options)
+        if bilm is None:
+            if weights is None:
+                raise TypeError("Worker needs a loaded bilm or the weights to load it from")
+            bilm = load_bilm(weights, options)
         self.embedder = Embedder(bilm.to(device), settings.max_batch_tokens, settings.cache_size, settings.precision)
         self.segmenter = Segmenter(settings.lang, settings.model, settings.tokenized, settings.window)
         opts = bilm.options
-        self.layout = Layout(settings.layers, opts.n_output_layers, opts.output_dim, settings.dtype)
+        self.layout = Layout(settings.layers, opts.n_output_layers, opts.output_dim, settings.storage_dtype)
 
-    def chunks(self, numbered: Iterable[Numbered], stats: CorpusStats) -> Iterator[Tuple[List[Row], List[numpy.ndarray]]]:
+    def chunks(self, numbered: Iterable[Numbered], stats: "EmbedStats") -> Iterator[Tuple[List[Row], List[numpy.ndarray]]]:
         """``(rows, stored vectors)`` for chunks of at least ``chunk_tokens`` tokens (the last one smaller),
         in input order. A chunk is a pure function of the items, so every process cuts the same chunks."""
         numbered = iter(numbered)

@@ -4,7 +4,7 @@ Both write a chunk at a time, so memory holds one chunk, and commit the file ato
 """
 import json
 from pathlib import Path
-from typing import Dict, List, Sequence, Type
+from typing import Any, Dict, List, Optional, Sequence, Type
 
 import numpy
 
@@ -104,7 +104,7 @@ class ParquetShard:
     def __init__(self, path: Path, layout: Layout) -> None:
         require_pyarrow()
         self.path, self.tmp, self.layout = path, temporary(path), layout
-        self.writer = None
+        self.writer: Optional[Any] = None  # a pyarrow.parquet.ParquetWriter once the first rows come
         self.rows = 0
 
     def write(self, rows: Sequence[Row], vectors: Sequence[numpy.ndarray]) -> None:

@@ -230,7 +230,7 @@ def _forward_with_grad(model: Model, embedder: Embedder, docs: List[SequenceKey]
         tensors = [torch.cat(p, dim=1) if p else None for p in per_doc]
     opts = bilm.options
     empty = model.ops.alloc3f(opts.n_output_layers, 0, opts.output_dim)
-    outputs = [empty if t is None else model.ops.asarray3f(torch2xp(t.detach(), ops=model.ops)) for t in tensors]
+    outputs = [empty if t is None else model.ops.asarray3f(cast(Floats3d, torch2xp(t.detach(), ops=model.ops))) for t in tensors]
 
     def backprop(d_outputs: List[Floats3d]) -> List[Doc]:
         pairs = [(t, xp2torch(d, device=t.device)) for t, d in zip(tensors, d_outputs) if t is not None]

@@ -92,7 +92,7 @@ class ElmoComponent(TrainablePipe):
         gamma: float,
         set_tensor: bool,
     ) -> None:
-        self.cfg = {
+        self.cfg: Dict[str, Any] = {  # JSON-like: replaced by what from_disk/from_bytes read
             "weights": weights, "options": options, "mix": mix, "mix_weights": mix_weights, "gamma": gamma,
             "set_tensor": set_tensor,
         }
@@ -325,7 +325,8 @@ class ElmoComponent(TrainablePipe):
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
-        serializers = {
+        # spaCy types the values as Callable[[], bytes], but msgpack-serialises whatever they return
+        serializers: Dict[str, Callable[[], Any]] = {
             "cfg": lambda: self.cfg,
             "settings": lambda: self.settings.to_dict(),
             "bilm": lambda: bilm_to_bytes(self.bilm),
