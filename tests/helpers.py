@@ -1,7 +1,7 @@
 """What several test modules use: tiny NER and textcat data, the shipped configs over it, training
 steps, and a synthetic corpus for biLM pretraining."""
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy
 import spacy

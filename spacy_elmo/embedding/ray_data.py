@@ -5,7 +5,7 @@ Ray is an optional extra (``pip install 'spacy-elmo[ray]'``); nothing here impor
 """
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy
 

@@ -4,7 +4,7 @@ The layer owns everything that reads the text: its settings (``model.attrs["sett
 biLM (its one shim) and the caches derived from both (``model.attrs["runtime"]``).
 """
 from collections.abc import Sequence as SequenceABC
-from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence, Tuple, cast
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
 import numpy
 import srsly
