@@ -1,5 +1,5 @@
 """What several test modules use: tiny NER and textcat data, the shipped configs over it, training
-steps, and a synthetic corpus for biLM pretraining."""
+steps, a synthetic corpus and settings for biLM pretraining, and the CLI output without its line wrapping."""
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -9,6 +9,8 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy.training.initialize import init_nlp
 from spacy.util import fix_random_seed, load_config
+
+from spacy_elmo.pretraining import PretrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "bilm_tiny.json"
@@ -110,3 +112,16 @@ def synthetic_text(n_lines: int, seed: int = 0) -> str:
     rng = numpy.random.default_rng(seed)
     lines = [" ".join(w for slot in GRAMMAR if (w := slot[int(rng.integers(len(slot)))])) for _ in range(n_lines)]
     return "\n".join(lines) + "\n"
+
+
+def small_config(**overrides) -> PretrainConfig:
+    """A few steps of the tiny biLM on a small batch: pretraining settings for tests."""
+    settings = dict(max_steps=3, batch_tokens=256, max_length=30, vocab_size=100, min_count=1, warmup_steps=2,
+                    heldout=0.05, eval_every=100, checkpoint_every=100, log_every=1, dropout=0.1)
+    settings.update(overrides)
+    return PretrainConfig(**settings)
+
+
+def said(result) -> str:
+    """CLI output with wasabi's line wrapping undone."""
+    return " ".join(result.output.split())

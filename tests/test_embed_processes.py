@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_pretrain import synthetic_text
+from helpers import synthetic_text
 
 pytest.importorskip("pyarrow")
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ from spacy_elmo.cli import app
 from spacy_elmo.io import load_bilm, load_native, save_native
 from spacy_elmo.pretraining import pretrain
 from spacy_elmo.pretraining.vocab import Vocab
-from test_pretrain import TINY, said, small_config, synthetic_text
+from helpers import TINY, said, small_config, synthetic_text
 
 
 def with_value(opts: dict, key: str, value) -> dict:

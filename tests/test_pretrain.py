@@ -10,11 +10,11 @@ import torch
 from typer.testing import CliRunner
 
 import reference_math as R
-from helpers import TINY, synthetic_text
+from helpers import TINY, said, small_config, synthetic_text
 from spacy_elmo.bilm import BiLMOptions
 from spacy_elmo.cli import app
 from spacy_elmo.io import load_bilm, load_hdf5, load_native
-from spacy_elmo.pretraining import PretrainConfig, evaluate, load_lm, pretrain
+from spacy_elmo.pretraining import evaluate, load_lm, pretrain
 from spacy_elmo.pretraining.batches import BatchStream, Position, plan, shard, tensorize, CharIdCache
 from spacy_elmo.pretraining.corpus import MAX_LINE_BYTES, CorpusStats, Tokenizer, check_paths, read_items
 from spacy_elmo.pretraining.scan import scan, unigram_perplexity
@@ -33,18 +33,6 @@ def run(texts, output, config, **kwargs):
     if "init_weights" not in kwargs and not kwargs.get("resume"):
         kwargs.setdefault("options", BiLMOptions.from_file(TINY))
     return pretrain(texts, output, config, **kwargs)
-
-
-def small_config(**overrides) -> PretrainConfig:
-    settings = dict(max_steps=3, batch_tokens=256, max_length=30, vocab_size=100, min_count=1, warmup_steps=2,
-                    heldout=0.05, eval_every=100, checkpoint_every=100, log_every=1, dropout=0.1)
-    settings.update(overrides)
-    return PretrainConfig(**settings)
-
-
-def said(result) -> str:
-    """CLI output with wasabi's line wrapping undone."""
-    return " ".join(result.output.split())
 
 
 def losses(output: Path):

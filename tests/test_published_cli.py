@@ -15,7 +15,7 @@ from spacy_elmo.bilm.model import BiLM
 from spacy_elmo.cli import app
 from spacy_elmo.io import load_bilm, save_native
 from spacy_elmo.pretraining import PretrainConfig, pretrain
-from test_pretrain import TINY, synthetic_text
+from helpers import TINY, synthetic_text
 
 SENTENCES = [["They", "can't", "trust", "their", "friends", "."], ["He", "has", "a", "trust", "fund", "."] * 3,
              ["Zürich", "😀", "x" * 80], ["<S>", "a"]]
