@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
-from ..pretraining.corpus import CorpusStats, Item, file_kind, read_items
+from ..pretraining.corpus import CorpusStats, Item, file_kind, numbered_items
 
 SCAN_BLOCK = 1 << 20
 
@@ -83,11 +83,5 @@ def plan_shards(files: Sequence[Path], shard_lines: int) -> List[Shard]:
 
 
 def shard_items(shard: Shard, stats: CorpusStats) -> Iterator[Tuple[int, Item]]:
-    """``(line number in its file, item)`` for the shard's usable lines. Every line the reader reads is
-    either used or counted as skipped in ``stats``, so the counts give each item's line number."""
-    def consumed() -> int:
-        return stats.lines + stats.skipped
-
-    before = consumed()
-    for _, item in read_items(Path(shard.path), shard.offset, stats, shard.lines):
-        yield shard.first_line + consumed() - before - 1, item
+    """``(line number in its file, counted from 0, item)`` for the shard's usable lines."""
+    return numbered_items(Path(shard.path), stats, shard.offset, shard.lines, shard.first_line)

@@ -191,19 +191,15 @@ def read_items(
             yield after, text
 
 
-def numbered_items(path: Path, stats: CorpusStats) -> Iterator[Tuple[int, Item]]:
-    """``(line number, item)`` for every usable item of ``path``, counting from 1 (Docs for ``.spacy``)."""
-    if file_kind(path) == "spacy":
-        yield from read_items(path, 0, stats)  # the position after Doc i is i + 1
-        return
-    with path.open("rb") as handle:
-        line = 0
-        for after, item in read_items(path, 0, stats):
-            last = b""
-            while handle.tell() < after:  # in bounded pieces: a cut line can be any length
-                last = handle.read(min(after - handle.tell(), 1 << 20))
-                line += last.count(b"\n")
-            yield line + (not last.endswith(b"\n")), item  # the last line may have no newline
+def numbered_items(
+    path: Path, stats: CorpusStats, offset: int = 0, max_lines: Optional[int] = None, first_line: int = 1
+) -> Iterator[Tuple[int, Item]]:
+    """``(line number, item)`` for the usable items of :func:`read_items`, ``first_line`` being the number of
+    the line (Doc) at ``offset``. Every line read is either used or counted as skipped in ``stats``, so the
+    counts give each item's line number without reading the file again."""
+    before = stats.lines + stats.skipped
+    for _, item in read_items(path, offset, stats, max_lines):
+        yield first_line + stats.lines + stats.skipped - before - 1, item
 
 
 def item_key(item: Item) -> str:
