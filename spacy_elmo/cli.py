@@ -61,6 +61,7 @@ def pretrain_cli(
     resume: bool = Opt(False, "--resume", help="Continue the run in --output exactly where it stopped"),
     device: str = Opt("auto", "--device", help="auto, cpu, cuda or cuda:N"),
     threads: int = Opt(0, "--threads", help="torch threads per process (0: torch's default)"),
+    precision: str = Opt("auto", "--precision", help="Products in auto (bfloat16 autocast where the device has native bfloat16, else float32), float32 or bfloat16"),
 ) -> None:
     """Pretrain a biLM on raw text (or continue training one). Run under torchrun for several processes."""
     import torch
@@ -73,6 +74,7 @@ def pretrain_cli(
         max_length=max_length, learning_rate=learning_rate, warmup_steps=warmup_steps, final_lr=final_lr,
         dropout=dropout, clip=clip, seed=seed, heldout=heldout, dev_max_sequences=dev_max_sequences,
         eval_every=eval_every, checkpoint_every=checkpoint_every, log_every=log_every, max_minutes=max_minutes,
+        precision=precision,
     )
     with _one_line_errors():
         if threads < 0:

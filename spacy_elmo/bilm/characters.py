@@ -14,6 +14,7 @@ BOW_CHAR = 258  # beginning of word
 EOW_CHAR = 259  # end of word
 PAD_CHAR = 260  # padding inside a word
 N_CHARACTERS = 262  # 0 (padded token position) + the 261 ids above, shifted by one
+PADDING_ID = PAD_CHAR + 1  # the padding inside a word, as an id (after the shift)
 
 
 def _marked(payload: Union[Sequence[int], numpy.ndarray]) -> numpy.ndarray:

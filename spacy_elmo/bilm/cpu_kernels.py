@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .characters import PAD_CHAR
+from .characters import PADDING_ID
 from .forks import on_fork
 from .precision import needs_grad, operand_dtype
 
@@ -47,7 +47,6 @@ AVAILABLE = (
 )
 # oneDNN's bfloat16 products need AVX-512 (or AVX-NE-CONVERT); elsewhere fast mode runs the plain forwards
 BFLOAT16 = AVAILABLE and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-PADDING_ID = PAD_CHAR + 1  # the published padding character after the id offset
 CHUNK_WINDOWS = 2048  # tokens x window starts per product of the character CNN: keeps it in cache
 _ENABLED: ContextVar[bool] = ContextVar("spacy_elmo_cpu_kernels", default=True)
 

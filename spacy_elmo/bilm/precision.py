@@ -9,16 +9,17 @@
   the gates and hidden states they produce are bfloat16; the LSTM cell state, its clipping and the
   returned layers stay float32. The CPU kernels (:mod:`.cpu_kernels`) cast their operands themselves; the
   plain forwards run under bfloat16 :func:`autocast`. With gradients on (training, fine-tuning) both
-  modes are exact.
+  modes are exact, unless an autocast block around the biLM says otherwise (bfloat16 pretraining,
+  ``pretrain --precision``).
 
 Select a mode for a block of code with ``with precision("fast"): ...`` (a context variable: other
 threads keep theirs), or through :class:`~spacy_elmo.bilm.embedder.Embedder`'s ``precision``. The drift
 of fast mode from exact is bounded in ``tests/test_speed_modes.py`` and measured by
 ``benchmarks/bench_bilm.py``.
 """
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
-from typing import Iterator, List, Tuple
+from typing import ContextManager, Iterator, List, Tuple
 
 import torch
 
@@ -80,8 +81,22 @@ def operand_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return FAST_DTYPE if _MODE.get() == "fast" and not needs_grad(*tensors) else torch.float32
 
 
-def autocast(x: torch.Tensor, *tensors: torch.Tensor) -> torch.autocast:
+def autocast(x: torch.Tensor, *tensors: torch.Tensor) -> ContextManager[object]:
     """For the plain forwards: bfloat16 autocast on ``x``'s device where :func:`operand_dtype` of ``x`` and
-    ``tensors`` is bfloat16, else a block that changes nothing."""
-    fast = operand_dtype(x, *tensors) == FAST_DTYPE
-    return torch.autocast(x.device.type, dtype=FAST_DTYPE, enabled=fast)
+    ``tensors`` is bfloat16; where autograd records, a block that changes nothing, so that an autocast
+    around it (bfloat16 pretraining) stays in force; else (exact inference) float32, whatever autocast
+    is around it."""
+    if operand_dtype(x, *tensors) == FAST_DTYPE:
+        return torch.autocast(x.device.type, dtype=FAST_DTYPE)
+    if needs_grad(x, *tensors):
+        return nullcontext()
+    return torch.autocast(x.device.type, enabled=False)
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively: a CUDA GPU that supports bfloat16, or a
+    CPU on which oneDNN has bfloat16 products (AVX-512 or AMX). Elsewhere bfloat16 products are emulated,
+    many times slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()

@@ -1,13 +1,15 @@
 """The character CNN token encoder: character embedding, convolutions, highway layers, projection."""
-from typing import Callable
+from typing import Callable, List, Tuple
 
 import torch
 from torch import nn
 
 from . import cpu_kernels
-from .characters import N_CHARACTERS
+from .characters import N_CHARACTERS, PADDING_ID
 from .options import CharCNNOptions
 from .precision import autocast, ieee_fp32
+
+CROP_STEP = 8  # the columns of a group of tokens are a multiple of this (see crop_groups)
 
 
 class Highway(nn.Module):
@@ -49,9 +51,44 @@ class CharacterEncoder(nn.Module):
             if cpu_kernels.applies(char_ids, self):
                 return cpu_kernels.encode_tokens(self, char_ids)
             with autocast(char_ids, *self.parameters()):
-                x = self.embedding(char_ids).transpose(1, 2)  # [n_tokens, emb, 50]
-                # per width: a valid convolution over the 50 positions, the max over positions, the activation
-                x = torch.cat([self.activation(conv(x).amax(dim=-1)) for conv in self.convs], dim=-1)
-                for highway in self.highways:
-                    x = highway(x)
-                return self.projection(x).to(self.projection.weight.dtype)  # out of autocast's bfloat16
+                groups = crop_groups(char_ids, self.widest)
+                if len(groups) == 1:
+                    return self.encode(char_ids[:, : groups[0][1]])
+                pieces = [self.encode(char_ids[rows, :columns]) for rows, columns in groups]
+                order = torch.cat([rows for rows, _ in groups])
+                return torch.cat(pieces).index_select(0, torch.argsort(order))
+
+    def encode(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """The published maths: ``[n, columns]`` character ids to ``[n, P]`` token vectors."""
+        x = self.embedding(char_ids).transpose(1, 2)  # [n_tokens, emb, columns]
+        # per width: a valid convolution over the positions, the max over positions, the activation
+        x = torch.cat([self.activation(conv(x).amax(dim=-1)) for conv in self.convs], dim=-1)
+        for highway in self.highways:
+            x = highway(x)
+        return self.projection(x).to(self.projection.weight.dtype)  # out of autocast's bfloat16
+
+    @property
+    def widest(self) -> int:
+        return max(width for width, _ in self.options.filters)
+
+
+def crop_groups(char_ids: torch.Tensor, widest: int, step: int = CROP_STEP) -> List[Tuple[torch.Tensor, int]]:
+    """``(rows, columns)``: the tokens in groups of similar length, each with the leading columns that
+    :meth:`CharacterEncoder.encode` needs to give what it gives on all of them.
+
+    A published token is its characters, then padding (a row of id 0, a padded token position, is
+    padding throughout). Every window that starts at or after the padding holds only padding, so
+    all give the value of the first of them: the maxima over ``longest + widest`` columns (the first
+    padding-only window of every width included) are those over all columns, and their gradients
+    add up to the same sums. ``columns`` is rounded up to a multiple of ``step``, so that there are
+    few groups.
+    """
+    n_chars = char_ids.shape[1]
+    content = (char_ids != PADDING_ID) & (char_ids != 0)
+    positions = torch.arange(1, n_chars + 1, device=char_ids.device)
+    ends = (content * positions).amax(dim=1) if n_chars else content.sum(dim=1)  # after the last character
+    needed = torch.clamp((ends + widest + step - 1) // step * step, max=n_chars)
+    values = needed.unique().tolist()
+    if len(values) == 1:
+        return [(torch.arange(char_ids.shape[0], device=char_ids.device), int(values[0]))]
+    return [(torch.nonzero(needed == v).flatten(), int(v)) for v in values]

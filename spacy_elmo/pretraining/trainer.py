@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ..bilm.model import BiLM
 from ..bilm.options import BiLMOptions
+from ..bilm.precision import native_bfloat16
 from ..io import load_bilm, load_native, save_native
 from . import distributed
 from .batches import BatchStream, CharIdCache, Position, plan, shard, tensorize
@@ -34,6 +35,8 @@ LOG = "log.jsonl"
 HEAD_CONFIG = "lm_head.json"
 HEAD_WEIGHTS = "lm_head.pt"
 # settings a resumed run must share with the run it continues
+# "auto": bfloat16 autocast where the device multiplies bfloat16 natively, else float32
+PRECISIONS = ("auto", "float32", "bfloat16")
 RUN_KEYS = ("lang", "vocab_size", "min_count", "batch_tokens", "max_length", "learning_rate", "warmup_steps",
             "final_lr", "dropout", "clip", "seed", "heldout", "dev_max_sequences")
 
@@ -58,6 +61,7 @@ class PretrainConfig:
     checkpoint_every: int = 200
     log_every: int = 10
     max_minutes: float = 0.0
+    precision: str = "auto"
 
     def check(self) -> None:
         """Every setting in its range, before any text is read; errors name the setting and its value."""
@@ -78,6 +82,8 @@ class PretrainConfig:
             raise ValueError(f"warmup_steps and max_minutes must be >= 0, got {self.warmup_steps} and {self.max_minutes}")
         if not 0.0 <= self.final_lr <= 1.0:
             raise ValueError(f"final_lr must be in [0, 1], got {self.final_lr}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("heldout", "dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -125,16 +131,17 @@ def load_lm(directory: Path) -> Tuple[BiLMLanguageModel, Vocab, Dict[str, Any]]:
 
 def evaluate(
     lm: BiLMLanguageModel, vocab: Vocab, sequences: Sequence[Sequence[str]], batch_tokens: int,
-    device: torch.device, chars: Optional[CharIdCache] = None,
+    device: torch.device, chars: Optional[CharIdCache] = None, dtype: torch.dtype = torch.float32,
 ) -> Dict[str, float]:
-    """Forward, backward and average (geometric mean) perplexity over ``sequences``."""
+    """Forward, backward and average (geometric mean) perplexity over ``sequences``, with products in
+    ``dtype`` (bfloat16: under autocast)."""
     chars = chars or CharIdCache()
     totals = torch.zeros(2, dtype=torch.float64)
     n = 0
     was_training = lm.training
     lm.eval()
     try:
-        with torch.no_grad(), _autocast(device):
+        with torch.no_grad(), _autocast(dtype, device):
             for group in plan([list(s) for s in sequences if s], batch_tokens, numpy.random.default_rng(0)):
                 batch = tensorize(group, vocab, chars).to(device)
                 totals += lm(batch.char_ids, batch.index, batch.word_ids, batch.lengths).double().cpu()
@@ -147,8 +154,15 @@ def evaluate(
     return {"fwd_ppl": math.exp(fwd), "bwd_ppl": math.exp(bwd), "ppl": math.exp((fwd + bwd) / 2), "tokens": n}
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype of the products in training and evaluation: ``precision`` resolved for ``device``."""
+    if precision == "auto":
+        return torch.bfloat16 if native_bfloat16(device) else torch.float32
+    return torch.bfloat16 if precision == "bfloat16" else torch.float32
+
+
+def _autocast(dtype: torch.dtype, device: torch.device) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
 
 
 def _time_spent(started: float, deadline: float, ctx: distributed.Context) -> float:
@@ -299,8 +313,13 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
         save_head(lm, vocab, config.lang, config.max_length, output)
     unigram = unigram_perplexity(vocab, data.dev) if data.dev else float("nan")
     n_params = sum(p.numel() for p in bilm.parameters())
+    dtype = autocast_dtype(config.precision, ctx.device)
     say(f"biLM {n_params / 1e6:.2f}M parameters, vocabulary {len(vocab)} (cutoffs {cutoffs}), "
-        f"{ctx.world} process(es) on {ctx.device}" + (f"; held-out unigram perplexity {unigram:.1f}" if data.dev else ""))
+        f"{ctx.world} process(es) on {ctx.device}, {str(dtype).replace('torch.', '')} products"
+        + (f"; held-out unigram perplexity {unigram:.1f}" if data.dev else ""))
+    if dtype == torch.bfloat16 and not native_bfloat16(ctx.device):
+        say(f"Warning: {ctx.device} has no native bfloat16 products: they are emulated, many times slower "
+            f"than float32 (--precision auto chooses float32 here)")
 
     model = distributed.wrap(lm, ctx)
     log = _Log(output / LOG, ctx.is_main, step if state is not None else None)
@@ -331,7 +350,7 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
 
     def run_eval() -> None:
         if ctx.is_main and data.dev:
-            dev_result.update(evaluate(lm, vocab, data.dev, config.batch_tokens, ctx.device, chars))
+            dev_result.update(evaluate(lm, vocab, data.dev, config.batch_tokens, ctx.device, chars, dtype))
             log.write({"step": step, "dev_fwd_ppl": dev_result["fwd_ppl"], "dev_bwd_ppl": dev_result["bwd_ppl"],
                        "dev_ppl": dev_result["ppl"]})
             say(f"step {step}: held-out perplexity {dev_result['ppl']:.2f} (forward {dev_result['fwd_ppl']:.2f}, "
@@ -347,7 +366,7 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
         position, global_batch = next(stream)
         batch = tensorize(shard(global_batch, ctx.rank, ctx.world), vocab, chars).to(ctx.device)
         n_global = distributed.all_sum(torch.tensor([float(batch.n_targets)], device=ctx.device), ctx)
-        with _autocast(ctx.device):
+        with _autocast(dtype, ctx.device):
             nll = model(batch.char_ids, batch.index, batch.word_ids, batch.lengths)
         # each rank's share of the global mean; DDP averages gradients over ranks, hence * world
         loss = nll.float().sum() / (2 * n_global[0]) * ctx.world
@@ -381,7 +400,8 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
     if step % config.eval_every:
         run_eval()
     if ctx.is_main:
-        summary = {"step": step, "tokens_seen": tokens_seen, "unigram_ppl": unigram, "train": last,
+        summary = {"step": step, "tokens_seen": tokens_seen, "precision": str(dtype).replace("torch.", ""),
+                   "unigram_ppl": unigram, "train": last,
                    "dev": dict(dev_result), "minutes": (time.time() - started) / 60, "text": dataclasses.asdict(data.stats)}
         atomic_write(output / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
         return summary
