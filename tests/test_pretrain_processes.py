@@ -43,8 +43,13 @@ def logged_steps(output: Path) -> int:
         return 0
 
 
-def test_sigkill_then_resume_gives_the_same_losses(corpus, tmp_path):
-    args = [str(corpus), "--max-steps", "80", "--checkpoint-every", "10", "-b", "512"]
+# bfloat16 is emulated on CPUs without native bfloat16 products: its runs are in the slow suite
+PRECISIONS = pytest.mark.parametrize("precision", ["float32", pytest.param("bfloat16", marks=pytest.mark.slow)])
+
+
+@PRECISIONS
+def test_sigkill_then_resume_gives_the_same_losses(corpus, tmp_path, precision):
+    args = [str(corpus), "--max-steps", "80", "--checkpoint-every", "10", "-b", "512", "--precision", precision]
     subprocess.run(command(*args, "-o", str(tmp_path / "whole")), check=True, env=env(), capture_output=True, timeout=300)
     proc = subprocess.Popen(command(*args, "-o", str(tmp_path / "killed")), env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -67,8 +72,9 @@ def test_sigkill_then_resume_gives_the_same_losses(corpus, tmp_path):
     assert after == whole  # bit for bit, before and after the kill
 
 
-def test_two_process_gloo_ddp_matches_one_process(corpus, tmp_path):
-    args = [str(corpus), "--max-steps", "4", "--dropout", "0", "--checkpoint-every", "1000"]
+@PRECISIONS
+def test_two_process_gloo_ddp_matches_one_process(corpus, tmp_path, precision):
+    args = [str(corpus), "--max-steps", "4", "--dropout", "0", "--checkpoint-every", "1000", "--precision", precision]
     ddp = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "spacy_elmo",
          "pretrain", *args, *COMMON, "-b", "256", "-o", str(tmp_path / "ddp")],
@@ -81,8 +87,10 @@ def test_two_process_gloo_ddp_matches_one_process(corpus, tmp_path):
     assert single.returncode == 0, single.stderr[-2000:]
     two, one = log_losses(tmp_path / "ddp"), log_losses(tmp_path / "one")
     assert sorted(two) == sorted(one) == [1, 2, 3, 4]
+    # bfloat16 rounds each product, whose sums run in another order over another batch shape
+    rel = 1e-5 if precision == "float32" else 2e-3
     for step in one:
-        assert two[step] == pytest.approx(one[step], rel=1e-5, abs=1e-6)
+        assert two[step] == pytest.approx(one[step], rel=rel, abs=1e-6)
     assert one[4] != one[1]  # the steps really trained
 
 

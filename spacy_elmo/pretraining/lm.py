@@ -43,7 +43,10 @@ class BiLMLanguageModel(nn.Module):
         mask = torch.arange(steps - 1, device=index.device).unsqueeze(0) < (lengths.to(index.device) - 1).unsqueeze(1)
         states = torch.cat([top[:, :-1, :width][mask], top[:, 1:, width:][mask]])
         targets = torch.cat([word_ids[:, 1:][mask], word_ids[:, :-1][mask]])
-        log_probs = self.softmax(states, targets).output
+        # float32 whatever autocast is around: torch's adaptive softmax writes its clusters' log
+        # probabilities into one float32 tensor, and the sums of the objective want the precision
+        with torch.autocast(states.device.type, enabled=False):
+            log_probs = self.softmax(states.float(), targets).output
         n = int(mask.sum())
         return log_probs[:n], log_probs[n:]
 
