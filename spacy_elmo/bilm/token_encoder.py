@@ -86,9 +86,9 @@ def crop_groups(char_ids: torch.Tensor, widest: int, step: int = CROP_STEP) -> L
     n_chars = char_ids.shape[1]
     content = (char_ids != PADDING_ID) & (char_ids != 0)
     positions = torch.arange(1, n_chars + 1, device=char_ids.device)
-    ends = (content * positions).amax(dim=1) if n_chars else content.sum(dim=1)  # after the last character
+    ends = (content * positions).amax(dim=1)  # the column after each token's last character
     needed = torch.clamp((ends + widest + step - 1) // step * step, max=n_chars)
     values = needed.unique().tolist()
-    if len(values) == 1:
-        return [(torch.arange(char_ids.shape[0], device=char_ids.device), int(values[0]))]
+    if len(values) <= 1:  # one group (or no tokens)
+        return [(torch.arange(char_ids.shape[0], device=char_ids.device), int(values[0]) if values else n_chars)]
     return [(torch.nonzero(needed == v).flatten(), int(v)) for v in values]
