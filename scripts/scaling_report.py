@@ -24,7 +24,7 @@ def main(
     for budget in parse_list(minutes, float, "--minutes"):
         name = budget_name(budget)
         ner = read_json(metrics / name / f"{seed_name(seed)}.json", f"evaluate NER over the {name} biLM first")
-        rows.append({"minutes": budget, **read_pretraining(bilms / name / "summary.json"), "ner_f": ner["f"]})
+        rows.append({"budget_minutes": budget, **read_pretraining(bilms / name / "summary.json"), "ner_f": ner["f"]})
     lines = ["# What a longer pretraining buys", "",
              f"The biLM pretrained for each time budget (as the `pretrain` command does), then WNUT-17 NER with "
              f"ELMo over it (seed {seed}).", "",
@@ -32,7 +32,7 @@ def main(
              "|---|---|---|---|---|"]
     for r in rows:
         ppl = "–" if r["dev_ppl"] is None else f"{r['dev_ppl']:.1f}"
-        lines.append(f"| {r['minutes']:g} | {r['steps']:,} | {r['tokens_seen']:,} | {ppl} | {100 * r['ner_f']:.1f} |")
+        lines.append(f"| {r['budget_minutes']:g} | {r['steps']:,} | {r['tokens_seen']:,} | {ppl} | {100 * r['ner_f']:.1f} |")
     output.mkdir(parents=True, exist_ok=True)
     (output / "scaling.md").write_text("\n".join(lines) + "\n")
     (output / "scaling.json").write_text(json.dumps(rows, indent=2))
@@ -40,7 +40,7 @@ def main(
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label, scale in ((axes[0], "dev_ppl", "held-out perplexity", 1.0),
                                   (axes[1], "ner_f", "WNUT-17 test F", 100.0)):
-        points = [(r["tokens_seen"], scale * r[key], r["minutes"]) for r in rows if r[key] is not None]
+        points = [(r["tokens_seen"], scale * r[key], r["budget_minutes"]) for r in rows if r[key] is not None]
         ax.plot([t for t, _, _ in points], [v for _, v, _ in points], marker="o")
         for t, v, m in points:
             ax.annotate(f"{m:g} min", (t, v), textcoords="offset points", xytext=(4, 4))
