@@ -102,8 +102,8 @@ def main(
     if pretraining is not None and pretraining.exists():
         lines += [pretraining_line(pretraining), ""]
     lines += [f"Seeds {', '.join(map(str, seed_list))} (spaCy's `system.seed`): each score's mean, min – max and "
-              "sample standard deviation over the seeds, then each seed's own; ELMo − baseline is taken seed by seed.",
-              ""]
+              "sample standard deviation over the seeds, then each seed's own; ELMo − baseline is taken seed by "
+              "seed.", ""]
     lines += ["## WNUT-17 NER (test set, entity P / R / F)", ""] + score_lines("ner", summary["ner"], seed_list)
     lines += ["", "Entity F by type (mean over the seeds):", "",
               "| entity type | baseline P | baseline R | baseline F | ELMo P | ELMo R | ELMo F |",

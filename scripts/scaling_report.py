@@ -10,7 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import typer  # noqa: E402
 
-from runs import budget_name, parse_list, read_json, read_pretraining, seed_name  # noqa: E402  (scripts/ is on sys.path)
+# scripts/ is on sys.path
+from runs import budget_name, parse_list, read_json, read_pretraining, seed_name  # noqa: E402
 
 
 def main(
@@ -32,7 +33,8 @@ def main(
              "|---|---|---|---|---|"]
     for r in rows:
         ppl = "–" if r["dev_ppl"] is None else f"{r['dev_ppl']:.1f}"
-        lines.append(f"| {r['budget_minutes']:g} | {r['steps']:,} | {r['tokens_seen']:,} | {ppl} | {100 * r['ner_f']:.1f} |")
+        cells = [f"{r['budget_minutes']:g}", f"{r['steps']:,}", f"{r['tokens_seen']:,}", ppl, f"{100 * r['ner_f']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     output.mkdir(parents=True, exist_ok=True)
     (output / "scaling.md").write_text("\n".join(lines) + "\n")
     (output / "scaling.json").write_text(json.dumps(rows, indent=2))

@@ -22,12 +22,13 @@ def train_seeds(config: Path, output: Path, seeds: Sequence[int], args: List[str
     given = [str(config), *args]
     if weights is not None:
         given += ["--weights", str(weights)] + (["--options", str(options)] if options is not None else [])
+    with_bilm = os.path.relpath(Path(__file__).with_name("train_with_bilm.py"))  # relative: the stamp survives a move
     for seed in seeds:
         folder = output / seed_name(seed)
         if weights is None:
             trainer = ["-m", "spacy", "train", str(config), "--output", str(folder), *args]
         else:
-            trainer = [os.path.relpath(Path(__file__).with_name("train_with_bilm.py")), str(config), str(folder), *given[1:]]
+            trainer = [with_bilm, str(config), str(folder), *given[1:]]
         per_seed = ["--system.seed", str(seed), "--training.logger.path", str(folder / "log.jsonl")]
         run_once(trainer + per_seed, folder, given)
 
