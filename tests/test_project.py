@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import List
 
 import numpy
 import pytest
@@ -23,19 +24,29 @@ def project_run(project: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs ../shared/data")
-def test_project_all_on_a_tiny_slice(tmp_path):
+def copy_project(tmp_path: Path) -> Path:
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(ROOT / "project.yml", project)
     for folder in ("configs", "scripts"):
         shutil.copytree(ROOT / folder, project / folder)
+    return project
+
+
+def tiny_vars(**values) -> List[str]:
     small = {
         "shared_data": str(SHARED_DATA), "bilm_options": "configs/bilm_tiny.json", "pretrain_steps": 20,
         "pretrain_batch_tokens": 256, "pretrain_minutes": 2, "pretrain_processes": 1, "elmo_width": 32,
         "ner_steps": 20, "textcat_steps": 20, "limit": 60, "raw_limit": 300, "seeds": ",".join(map(str, SEEDS)),
+        **values,
     }
-    overrides = [arg for key, value in small.items() for arg in (f"--vars.{key}", str(value))]
+    return [arg for key, value in small.items() for arg in (f"--vars.{key}", str(value))]
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs ../shared/data")
+def test_project_all_on_a_tiny_slice(tmp_path):
+    project = copy_project(tmp_path)
+    overrides = tiny_vars()
     project_run(project, "all", *overrides)
     for run in RUNS:
         for seed in SEEDS:
@@ -72,3 +83,27 @@ def test_project_all_on_a_tiny_slice(tmp_path):
     assert "seed0: finished with these settings and inputs, skipped" in result.stdout
     assert (stopped / "run.json").exists() and (stopped / "model-best").is_dir()
     assert (project / "training" / "ner_elmo" / "seed0" / "run.json").stat().st_mtime_ns == finished
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs ../shared/data")
+def test_project_scaling_on_a_tiny_slice(tmp_path):
+    project = copy_project(tmp_path)
+    budgets = ("0.1", "0.3")
+    project_run(project, "scaling", *tiny_vars(pretrain_steps=100_000, scaling_minutes=",".join(budgets)))
+    table = (project / "reports" / "scaling.md").read_text().splitlines()
+    tokens = []
+    for minutes in budgets:
+        summary = json.loads((project / "training" / "scaling" / f"bilm_{minutes}min" / "summary.json").read_text())
+        assert summary["minutes"] < 2  # the budget stopped it, not the steps
+        ner = json.loads((project / "metrics" / "scaling_ner" / f"bilm_{minutes}min" / "seed0.json").read_text())
+        assert ner["task"] == "ner" and ner["n_docs"] == 60
+        config = (project / "training" / "scaling_ner" / f"bilm_{minutes}min" / "seed0" / "model-best" / "config.cfg")
+        assert f"training/scaling/bilm_{minutes}min" in config.read_text()  # NER over that budget's biLM
+        row = (f"| {minutes} | {summary['step']:,} | {summary['tokens_seen']:,} | {summary['dev']['ppl']:.1f} | "
+               f"{100 * ner['f']:.1f} |")
+        assert row in table
+        tokens.append(summary["tokens_seen"])
+    assert tokens[0] < tokens[1]
+    assert (project / "reports" / "scaling.png").stat().st_size > 10_000
+    assert not (project / "training" / "bilm").exists()  # the scaling workflow leaves the main biLM alone

@@ -130,7 +130,8 @@ def test_published_workflow_from_a_local_server(tmp_path):
         assert (project / dest).read_bytes() == served[dest]
     assert "listener width 16" in " ".join(result.stdout.split())  # `info` of the fetched model
     for task in ("ner", "textcat"):
-        config = spacy.util.load_config(project / "training" / "medium" / f"{task}_elmo" / "seed0" / "model-best" / "config.cfg")
+        model = project / "training" / "medium" / f"{task}_elmo" / "seed0" / "model-best"
+        config = spacy.util.load_config(model / "config.cfg")
         assert config["components"][task]["model"]["tok2vec"]["elmo"]["width"] == 16  # 2 x the projection
     ner = json.loads((project / "metrics" / "medium" / "ner_elmo" / "seed0.json").read_text())
     textcat = json.loads((project / "metrics" / "medium" / "textcat_elmo" / "seed0.json").read_text())
