@@ -75,8 +75,7 @@ def train_stats(log: List[dict]) -> Tuple[float, float]:
     return float(last["seconds"]), last["words"] / max(last["seconds"], 1)
 
 
-def pretraining_line(path: Path) -> str:
-    run = read_pretraining(path)
+def pretraining_line(path: Path, run: Dict[str, Any]) -> str:
     held_out = "no held-out text" if run["dev_ppl"] is None else f"held-out perplexity {run['dev_ppl']:.1f}"
     return (f"Pretrained biLM ({path.parent}): {run['steps']:,} steps, {run['tokens_seen']:,} tokens in "
             f"{run['minutes']:.1f} min; {held_out} (unigram perplexity {run['unigram_ppl']:.1f}).")
@@ -98,9 +97,10 @@ def main(
     logs = {run: [read_log(folders[run] / run / seed_name(s) / "log.jsonl") for s in seed_list] for run in m}
     mixes = {run: [learned_mixes(training / run / seed_name(s) / "model-best") for s in seed_list]
              for run in ("ner_elmo", "textcat_elmo")}
+    facts = read_pretraining(pretraining) if pretraining is not None and pretraining.exists() else None
     lines = ["# spacy-elmo project report" + (f": {bilm}" if bilm else ""), ""]
-    if pretraining is not None and pretraining.exists():
-        lines += [pretraining_line(pretraining), ""]
+    if pretraining is not None and facts is not None:
+        lines += [pretraining_line(pretraining, facts), ""]
     lines += [f"Seeds {', '.join(map(str, seed_list))} (spaCy's `system.seed`): each score's mean, min – max and "
               "sample standard deviation over the seeds, then each seed's own; ELMo − baseline is taken seed by "
               "seed.", ""]
@@ -131,7 +131,6 @@ def main(
               "raw text from the WNUT-17 source pool and PolyAI task-specific-datasets (CC-BY 4.0)."]
     output.mkdir(parents=True, exist_ok=True)
     (output / "report.md").write_text("\n".join(lines) + "\n")
-    facts = read_pretraining(pretraining) if pretraining is not None and pretraining.exists() else None
     (output / "report.json").write_text(json.dumps(
         {"bilm": bilm, "seeds": seed_list, "pretraining": facts, "scores": summary, "layer_weights": mixes}, indent=2))
 
