@@ -2,6 +2,7 @@
 import json
 import time
 from pathlib import Path
+from typing import Any, Dict
 
 import spacy
 import typer
@@ -9,7 +10,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
 
-def main(model: Path, data: Path, output: Path) -> None:
+def evaluate(model: Path, data: Path) -> Dict[str, Any]:
     nlp = spacy.load(model)
     gold = list(DocBin().from_disk(data).get_docs(nlp.vocab))
     start = time.perf_counter()
@@ -28,9 +29,17 @@ def main(model: Path, data: Path, output: Path) -> None:
     else:
         hits = sum(max(p.cats, key=p.cats.get) == max(g.cats, key=g.cats.get) for p, g in zip(predicted, gold))
         result.update(task="textcat", accuracy=hits / len(gold), macro_f=scores["cats_macro_f"])
+    return result
+
+
+def write_metrics(result: Dict[str, Any], output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "per_type"}))
+
+
+def main(model: Path, data: Path, output: Path) -> None:
+    write_metrics(evaluate(model, data), output)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Print each task's learned ELMo mix (softmax weights s_j over the biLM layers, and gamma) from a pipeline.
 
-    python scripts/show_layer_weights.py training/ner_elmo/model-best [--json out.json]
+    python scripts/show_layer_weights.py training/ner_elmo/seed0/model-best [--json out.json]
 """
 import json
 from pathlib import Path

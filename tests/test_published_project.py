@@ -21,7 +21,7 @@ from conftest import SHARED_DATA
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "/allennlp/models/elmo"  # the served base URL has a path, as AllenNLP's has
 PROJECTIONS = {"small": 16, "medium": 8, "original": 12, "original_5.5B": 16, "pubmed": 16}  # widths 2x these
-SMALL_VARS = {"limit": 60, "ner_steps": 20, "textcat_steps": 20}
+SMALL_VARS = {"limit": 60, "ner_steps": 20, "textcat_steps": 20, "seeds": 0}
 
 
 @contextmanager
@@ -130,10 +130,11 @@ def test_published_workflow_from_a_local_server(tmp_path):
         assert (project / dest).read_bytes() == served[dest]
     assert "listener width 16" in " ".join(result.stdout.split())  # `info` of the fetched model
     for task in ("ner", "textcat"):
-        config = spacy.util.load_config(project / "training" / "medium" / f"{task}_elmo" / "model-best" / "config.cfg")
+        model = project / "training" / "medium" / f"{task}_elmo" / "seed0" / "model-best"
+        config = spacy.util.load_config(model / "config.cfg")
         assert config["components"][task]["model"]["tok2vec"]["elmo"]["width"] == 16  # 2 x the projection
-    ner = json.loads((project / "metrics" / "medium" / "ner_elmo.json").read_text())
-    textcat = json.loads((project / "metrics" / "medium" / "textcat_elmo.json").read_text())
+    ner = json.loads((project / "metrics" / "medium" / "ner_elmo" / "seed0.json").read_text())
+    textcat = json.loads((project / "metrics" / "medium" / "textcat_elmo" / "seed0.json").read_text())
     assert ner["task"] == "ner" and 0.0 <= ner["f"] <= 1.0 and ner["n_docs"] == 60
     assert textcat["task"] == "textcat" and 0.0 <= textcat["accuracy"] <= 1.0
     report = (project / "reports" / "medium" / "report.md").read_text()
