@@ -34,9 +34,9 @@ CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 HEAD_CONFIG = "lm_head.json"
 HEAD_WEIGHTS = "lm_head.pt"
-# settings a resumed run must share with the run it continues
 # "auto": bfloat16 autocast where the device multiplies bfloat16 natively, else float32
 PRECISIONS = ("auto", "float32", "bfloat16")
+# settings a resumed run must share with the run it continues
 RUN_KEYS = ("lang", "vocab_size", "min_count", "batch_tokens", "max_length", "learning_rate", "warmup_steps",
             "final_lr", "dropout", "clip", "seed", "heldout", "dev_max_sequences")
 
@@ -131,17 +131,17 @@ def load_lm(directory: Path) -> Tuple[BiLMLanguageModel, Vocab, Dict[str, Any]]:
 
 def evaluate(
     lm: BiLMLanguageModel, vocab: Vocab, sequences: Sequence[Sequence[str]], batch_tokens: int,
-    device: torch.device, chars: Optional[CharIdCache] = None, dtype: torch.dtype = torch.float32,
+    device: torch.device, chars: Optional[CharIdCache] = None,
 ) -> Dict[str, float]:
-    """Forward, backward and average (geometric mean) perplexity over ``sequences``, with products in
-    ``dtype`` (bfloat16: under autocast)."""
+    """Forward, backward and average (geometric mean) perplexity over ``sequences``, in float32 (the
+    biLM's exact inference) whatever the training's precision."""
     chars = chars or CharIdCache()
     totals = torch.zeros(2, dtype=torch.float64)
     n = 0
     was_training = lm.training
     lm.eval()
     try:
-        with torch.no_grad(), _autocast(dtype, device):
+        with torch.no_grad():
             for group in plan([list(s) for s in sequences if s], batch_tokens, numpy.random.default_rng(0)):
                 batch = tensorize(group, vocab, chars).to(device)
                 totals += lm(batch.char_ids, batch.index, batch.word_ids, batch.lengths).double().cpu()
@@ -155,13 +155,15 @@ def evaluate(
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype of the products in training and evaluation: ``precision`` resolved for ``device``."""
+    """The dtype of the training products: ``precision`` resolved for ``device``."""
     if precision == "auto":
         return torch.bfloat16 if native_bfloat16(device) else torch.float32
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
 def _autocast(dtype: torch.dtype, device: torch.device) -> torch.autocast:
+    """Training's autocast: bfloat16 products where ``dtype`` is bfloat16 (the adaptive softmax and the
+    LSTM cell state stay float32)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
 
 
@@ -350,7 +352,7 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
 
     def run_eval() -> None:
         if ctx.is_main and data.dev:
-            dev_result.update(evaluate(lm, vocab, data.dev, config.batch_tokens, ctx.device, chars, dtype))
+            dev_result.update(evaluate(lm, vocab, data.dev, config.batch_tokens, ctx.device, chars))
             log.write({"step": step, "dev_fwd_ppl": dev_result["fwd_ppl"], "dev_bwd_ppl": dev_result["bwd_ppl"],
                        "dev_ppl": dev_result["ppl"]})
             say(f"step {step}: held-out perplexity {dev_result['ppl']:.2f} (forward {dev_result['fwd_ppl']:.2f}, "
