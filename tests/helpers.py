@@ -1,5 +1,6 @@
 """What several test modules use: tiny NER and textcat data, the shipped configs over it, training
 steps, a synthetic corpus and settings for biLM pretraining, and the CLI output without its line wrapping."""
+import os
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -112,6 +113,18 @@ def synthetic_text(n_lines: int, seed: int = 0) -> str:
     rng = numpy.random.default_rng(seed)
     lines = [" ".join(w for slot in GRAMMAR if (w := slot[int(rng.integers(len(slot)))])) for _ in range(n_lines)]
     return "\n".join(lines) + "\n"
+
+
+def synthetic_corpus(directory: Path, n_lines: int) -> Path:
+    """A ``train.txt`` of :func:`synthetic_text` in ``directory``."""
+    path = directory / "train.txt"
+    path.write_text(synthetic_text(n_lines))
+    return path
+
+
+def subprocess_env() -> Dict[str, str]:
+    """The environment of a test's subprocess: one thread, this checkout's package first."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
 def small_config(**overrides) -> PretrainConfig:

@@ -10,21 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import synthetic_text
+from helpers import subprocess_env, synthetic_corpus
 
 pytest.importorskip("pyarrow")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("embed_corpus") / "text.txt"
-    path.write_text(synthetic_text(600))
-    return path
-
-
-def env():
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return synthetic_corpus(tmp_path_factory.mktemp("embed_corpus"), 600)
 
 
 def args(corpus: Path, tiny_files, output: Path, *extra: str):
@@ -44,10 +37,10 @@ def files(output: Path):
 
 def test_sigkill_then_resume_gives_the_files_of_an_uninterrupted_run(corpus, tiny_files, tmp_path):
     whole = subprocess.run([sys.executable, "-m", "spacy_elmo", *args(corpus, tiny_files, tmp_path / "whole")],
-                           env=env(), capture_output=True, text=True, timeout=300)
+                           env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert whole.returncode == 0, whole.stderr[-2000:]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "spacy_elmo", *args(corpus, tiny_files, killed)], env=env(),
+    proc = subprocess.Popen([sys.executable, "-m", "spacy_elmo", *args(corpus, tiny_files, killed)], env=subprocess_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while len(list((killed / ".progress").glob("*.json"))) < 4 and proc.poll() is None and time.time() < deadline:
@@ -58,7 +51,7 @@ def test_sigkill_then_resume_gives_the_files_of_an_uninterrupted_run(corpus, tin
     n_done = len(list((killed / ".progress").glob("*.json")))
     assert 4 <= n_done < 15 and not json.loads((killed / "manifest.json").read_text())["complete"]
     resumed = subprocess.run([sys.executable, "-m", "spacy_elmo", *args(corpus, tiny_files, killed, "--resume")],
-                             env=env(), capture_output=True, text=True, timeout=300)
+                             env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"15 shard(s), {n_done} already done" in resumed.stdout
     assert files(killed) == files(tmp_path / "whole")  # bit for bit, temporary files of the killed run gone
@@ -66,11 +59,11 @@ def test_sigkill_then_resume_gives_the_files_of_an_uninterrupted_run(corpus, tin
 
 def test_two_gloo_processes_give_the_files_of_one(corpus, tiny_files, tmp_path):
     one = subprocess.run([sys.executable, "-m", "spacy_elmo", *args(corpus, tiny_files, tmp_path / "one")],
-                         env=env(), capture_output=True, text=True, timeout=300)
+                         env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           "-m", "spacy_elmo", *args(corpus, tiny_files, tmp_path / "two")],
-                         env=env(), capture_output=True, text=True, timeout=300)
+                         env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "2 processes" in two.stdout
     assert files(tmp_path / "two") == files(tmp_path / "one")

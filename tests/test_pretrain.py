@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 import reference_math as R
-from helpers import TINY, said, small_config, synthetic_text
+from helpers import TINY, said, small_config, synthetic_corpus, synthetic_text
 from spacy_elmo.bilm import BiLMOptions
 from spacy_elmo.cli import app
 from spacy_elmo.io import load_bilm, load_hdf5, load_native
@@ -23,9 +23,7 @@ from spacy_elmo.pretraining.vocab import Vocab
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "train.txt"
-    path.write_text(synthetic_text(400))
-    return path
+    return synthetic_corpus(tmp_path_factory.mktemp("corpus"), 400)
 
 
 def run(texts, output, config, **kwargs):

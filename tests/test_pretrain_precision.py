@@ -7,7 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from helpers import TINY, said, small_config, synthetic_text
+from helpers import TINY, said, small_config, synthetic_corpus
 from spacy_elmo.bilm import BiLMOptions, cpu_kernels
 from spacy_elmo.bilm.characters import words_to_ids
 from spacy_elmo.bilm.model import BiLM
@@ -21,9 +21,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "train.txt"
-    path.write_text(synthetic_text(600))
-    return path
+    return synthetic_corpus(tmp_path_factory.mktemp("corpus"), 600)
 
 
 def test_precision_resolves_by_the_device():

@@ -9,26 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TINY, synthetic_text
+from helpers import TINY, subprocess_env, synthetic_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--max-length", "30", "--vocab-size", "100", "--min-count", "1", "--warmup-steps", "5", "--log-every", "1",
           "--eval-every", "1000", "--threads", "1", "-c", str(TINY)]
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "train.txt"
-    path.write_text(synthetic_text(2000))
-    return path
+    return synthetic_corpus(tmp_path_factory.mktemp("corpus"), 2000)
 
 
 def command(*args: str):
     return [sys.executable, "-m", "spacy_elmo", "pretrain", *args, *COMMON]
-
-
-def env():
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
 def log_losses(output: Path):
@@ -50,8 +43,8 @@ PRECISIONS = pytest.mark.parametrize("precision", ["float32", pytest.param("bflo
 @PRECISIONS
 def test_sigkill_then_resume_gives_the_same_losses(corpus, tmp_path, precision):
     args = [str(corpus), "--max-steps", "80", "--checkpoint-every", "10", "-b", "512", "--precision", precision]
-    subprocess.run(command(*args, "-o", str(tmp_path / "whole")), check=True, env=env(), capture_output=True, timeout=300)
-    proc = subprocess.Popen(command(*args, "-o", str(tmp_path / "killed")), env=env(),
+    subprocess.run(command(*args, "-o", str(tmp_path / "whole")), check=True, env=subprocess_env(), capture_output=True, timeout=300)
+    proc = subprocess.Popen(command(*args, "-o", str(tmp_path / "killed")), env=subprocess_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while logged_steps(tmp_path / "killed") < 25 and proc.poll() is None and time.time() < deadline:
@@ -61,7 +54,7 @@ def test_sigkill_then_resume_gives_the_same_losses(corpus, tmp_path, precision):
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     killed_at = max(log_losses(tmp_path / "killed"))
     assert killed_at < 80
-    resumed = subprocess.run(command(*args, "-o", str(tmp_path / "killed"), "--resume"), env=env(),
+    resumed = subprocess.run(command(*args, "-o", str(tmp_path / "killed"), "--resume"), env=subprocess_env(),
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     start = int(resumed.stdout.split("Resuming at step ")[1].split()[0])
@@ -78,11 +71,11 @@ def test_two_process_gloo_ddp_matches_one_process(corpus, tmp_path, precision):
     ddp = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "spacy_elmo",
          "pretrain", *args, *COMMON, "-b", "256", "-o", str(tmp_path / "ddp")],
-        env=env(), capture_output=True, text=True, timeout=300,
+        env=subprocess_env(), capture_output=True, text=True, timeout=300,
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "2 process(es)" in ddp.stdout
-    single = subprocess.run(command(*args, "-b", "512", "-o", str(tmp_path / "one")), env=env(),
+    single = subprocess.run(command(*args, "-b", "512", "-o", str(tmp_path / "one")), env=subprocess_env(),
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-2000:]
     two, one = log_losses(tmp_path / "ddp"), log_losses(tmp_path / "one")
@@ -100,7 +93,7 @@ def test_two_process_time_limited_run_ends_annealed(corpus, tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "spacy_elmo",
          "pretrain", str(corpus), "--max-steps", "100000", "--max-minutes", "0.15", "--learning-rate", "0.01",
          *COMMON, "-b", "256", "-o", str(tmp_path / "ddp")],
-        env=env(), capture_output=True, text=True, timeout=300,
+        env=subprocess_env(), capture_output=True, text=True, timeout=300,
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
