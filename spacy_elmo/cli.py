@@ -59,9 +59,10 @@ def pretrain_cli(
     checkpoint_every: int = Opt(200, "--checkpoint-every", help="Checkpoint every N steps"),
     log_every: int = Opt(10, "--log-every", help="Log training loss every N steps"),
     resume: bool = Opt(False, "--resume", help="Continue the run in --output exactly where it stopped"),
+    overwrite: bool = Opt(False, "--overwrite", help="Start afresh even if --output holds a run, replacing its files"),
     device: str = Opt("auto", "--device", help="auto, cpu, cuda or cuda:N"),
     threads: int = Opt(0, "--threads", help="torch threads per process (0: torch's default)"),
-    precision: str = Opt("auto", "--precision", help="Products in auto (bfloat16 autocast where the device has native bfloat16, else float32), float32 or bfloat16"),
+    precision: str = Opt("auto", "--precision", help="Products in auto (bfloat16 autocast on a CUDA GPU with bfloat16, else float32), float32 or bfloat16"),
 ) -> None:
     """Pretrain a biLM on raw text (or continue training one). Run under torchrun for several processes."""
     import torch
@@ -82,7 +83,8 @@ def pretrain_cli(
         if threads:
             torch.set_num_threads(threads)
         opts = BiLMOptions.from_file(options) if options is not None else None
-        summary = pretrain(texts, output, config, opts, init_weights, init_options, dev or None, resume, device)
+        summary = pretrain(texts, output, config, opts, init_weights, init_options, dev or None, resume, device,
+                           overwrite)
     if summary:
         dev_scores = summary["dev"]
         held_out = (f"held-out perplexity {dev_scores['ppl']:.2f}, unigram {summary['unigram_ppl']:.1f}"

@@ -240,6 +240,14 @@ def test_same_seed_same_run_and_loss_falls(corpus, tmp_path):
     assert long["dev"]["ppl"] < 0.7 * long["unigram_ppl"]
     with pytest.raises(ValueError, match="already holds a run"):
         run([corpus], tmp_path / "a", config)
+    with pytest.raises(ValueError, match="pass one"):
+        run([corpus], tmp_path / "a", config, resume=True, overwrite=True)
+    # --overwrite starts afresh: the run of another seed replaces seed 0's, whose summary goes first
+    (tmp_path / "a" / "summary.json").write_text("{}")
+    run([corpus], tmp_path / "a", small_config(max_steps=3, seed=1), overwrite=True)
+    assert losses(tmp_path / "a") == losses(tmp_path / "c")
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["step"] == 3
+    run([corpus], tmp_path / "a", config, overwrite=True)
     with pytest.raises(ValueError, match=r"differ from the checkpoint's: \['seed'\]"):
         run([corpus], tmp_path / "a", small_config(max_steps=4, seed=5), resume=True)
 

@@ -1,5 +1,5 @@
-"""``pretrain --precision``: float32, or bfloat16 autocast, chosen by whether the device has native
-bfloat16 products; bfloat16 reaches the biLM's products and learns as float32 does."""
+"""``pretrain --precision``: float32, or bfloat16 autocast (``auto``: on CUDA with bfloat16); bfloat16 reaches
+the biLM's products and learns as float32 does."""
 import json
 from pathlib import Path
 
@@ -27,8 +27,14 @@ def corpus(tmp_path_factory) -> Path:
 def test_precision_resolves_by_the_device():
     assert autocast_dtype("float32", CPU) == torch.float32
     assert autocast_dtype("bfloat16", CPU) == torch.bfloat16
-    assert autocast_dtype("auto", CPU) == (torch.bfloat16 if native_bfloat16(CPU) else torch.float32)
+    assert autocast_dtype("auto", CPU) == torch.float32  # whether or not the CPU has native bfloat16
     assert not native_bfloat16(torch.device("meta"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_precision_on_cuda_is_bfloat16_where_supported():
+    cuda = torch.device("cuda")
+    assert autocast_dtype("auto", cuda) == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32)
 
 
 def test_unknown_precision_is_refused_by_name(corpus, tmp_path):

@@ -14,7 +14,6 @@ from .hdf5 import load_hdf5
 from .native import OPTIONS_FILE, WEIGHTS_FILE, load_native, save_native
 
 PathLike = Union[str, Path]
-SUMMARY_FILE = "summary.json"  # written by pretrain at the end of a run
 
 
 def find_options(weights: Path) -> Path:
@@ -59,7 +58,7 @@ def _load(path: Path, options: Optional[PathLike]) -> Tuple[str, BiLM, Dict[str,
     if path.is_file():
         options_path = Path(options) if options is not None else find_options(path)
         return "hdf5", load_hdf5(options_path, path), {"options_file": str(options_path)}
-    from ..pretraining.trainer import has_head, load_lm
+    from ..pretraining.trainer import SUMMARY, has_head, load_lm
 
     if not has_head(path):
         return "native", load_native(path), {"options_file": str(path / OPTIONS_FILE)}
@@ -69,7 +68,7 @@ def _load(path: Path, options: Optional[PathLike]) -> Tuple[str, BiLM, Dict[str,
         "lm_head": {"vocab_size": len(vocab), "cutoffs": list(head["cutoffs"]), "lang": head["lang"],
                     "max_length": head["max_length"], "parameters": _count(lm.softmax)},
     }
-    summary = path / SUMMARY_FILE
+    summary = path / SUMMARY
     if summary.exists():
         try:
             run = json.loads(summary.read_text(encoding="utf8"))

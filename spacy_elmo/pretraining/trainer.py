@@ -32,9 +32,10 @@ from .vocab import FILE as VOCAB, LEGACY_FILE as LEGACY_VOCAB, SPECIALS, Vocab
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+SUMMARY = "summary.json"
 HEAD_CONFIG = "lm_head.json"
 HEAD_WEIGHTS = "lm_head.pt"
-# "auto": bfloat16 autocast where the device multiplies bfloat16 natively, else float32
+# "auto": bfloat16 autocast on a CUDA device that has bfloat16, float32 on the CPU (see autocast_dtype)
 PRECISIONS = ("auto", "float32", "bfloat16")
 # settings a resumed run must share with the run it continues
 RUN_KEYS = ("lang", "vocab_size", "min_count", "batch_tokens", "max_length", "learning_rate", "warmup_steps",
@@ -157,7 +158,10 @@ def evaluate(
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype of the training products: ``precision`` resolved for ``device``."""
     if precision == "auto":
-        return torch.bfloat16 if native_bfloat16(device) else torch.float32
+        # not bfloat16 on CPUs, even those with AMX: at the shapes of a step-by-step LSTM torch's CPU autocast
+        # spends on casts and small bfloat16 products what it saves, and CPU-sized biLMs train slower with it;
+        # larger ones gain a little (benchmarks/bench_pretrain.py), so --precision bfloat16 is a choice there
+        return torch.bfloat16 if device.type == "cuda" and native_bfloat16(device) else torch.float32
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
@@ -222,22 +226,27 @@ def pretrain(
     texts: Sequence[Path], output: Path, config: PretrainConfig, options: Optional[BiLMOptions] = None,
     init_weights: Optional[Path] = None, init_options: Optional[Path] = None,
     dev_texts: Optional[Sequence[Path]] = None, resume: bool = False, device: str = "auto",
+    overwrite: bool = False,
 ) -> Dict[str, Any]:
-    """Train (or continue training) a biLM on raw text; returns a summary of the run."""
+    """Train (or continue training) a biLM on raw text; returns a summary of the run. ``output`` may hold an earlier
+    run only with ``resume`` (continue it) or ``overwrite`` (start afresh, replacing its files)."""
     config.check()
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in the output directory, --overwrite replaces it: pass one")
     if not resume and options is None and init_weights is None:
         raise ValueError("Give an options file (--options) or weights to continue from (--init-weights)")
     ctx = distributed.setup(device)
     finished = False
     try:
-        summary = _pretrain(ctx, texts, Path(output), config, options, init_weights, init_options, dev_texts, resume)
+        summary = _pretrain(ctx, texts, Path(output), config, options, init_weights, init_options, dev_texts, resume,
+                            overwrite)
         finished = True
         return summary
     finally:
         distributed.teardown(ctx, finished)
 
 
-def _pretrain(ctx, texts, output, config, options, init_weights, init_options, dev_texts, resume):
+def _pretrain(ctx, texts, output, config, options, init_weights, init_options, dev_texts, resume, overwrite):
     say = tqdm.write if ctx.is_main else (lambda *_: None)
     files = check_paths(texts)
     dev_files = check_paths(dev_texts) if dev_texts else None
@@ -259,7 +268,12 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
                 raise ValueError(f"--resume with --options that differ from the checkpoint's biLM "
                                  f"({'; '.join(changed)}): leave out --options to continue the run in {output}")
     elif (output / CHECKPOINT).exists():
-        raise ValueError(f"{output} already holds a run: pass --resume, or choose another output directory")
+        if not overwrite:
+            raise ValueError(f"{output} already holds a run: pass --resume to continue it or --overwrite to start "
+                             f"afresh, or choose another output directory")
+        if ctx.is_main:  # so that neither a later --resume nor the project mistakes the old run for this one
+            for name in (CHECKPOINT, SUMMARY):
+                (output / name).unlink(missing_ok=True)
 
     tokenizer = Tokenizer(config.lang, config.max_length)
     started = time.time()
@@ -405,6 +419,6 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
         summary = {"step": step, "tokens_seen": tokens_seen, "precision": str(dtype).replace("torch.", ""),
                    "unigram_ppl": unigram, "train": last,
                    "dev": dict(dev_result), "minutes": (time.time() - started) / 60, "text": dataclasses.asdict(data.stats)}
-        atomic_write(output / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
+        atomic_write(output / SUMMARY, lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
         return summary
     return {}
