@@ -459,6 +459,30 @@ def test_scores_need_an_lm_head_and_valid_positions(trained, reference_lm, tmp_p
         scorer.score([["a"], []])
 
 
+def test_a_damaged_lm_head_is_named(trained, tmp_path):
+    import shutil
+
+    for name, damage, expected in [
+        ("lm_head.json", lambda text: text.replace('"cutoffs"', '"cut"'), r"lm_head.json: not an LM head .*no 'cutoffs'"),
+        ("lm_head.json", lambda text: text.replace('"vocab_size": ', '"vocab_size": 3, "x": '), "cutoffs must rise"),
+        ("lm_head.json", lambda text: text[: len(text) // 2], r"lm_head.json: not an LM head"),
+    ]:
+        copy = tmp_path / f"copy{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(trained, copy)
+        (copy / name).write_text(damage((copy / name).read_text()))
+        with pytest.raises(ValueError, match=expected):
+            load_lm(copy)
+    copy = tmp_path / "truncated"
+    shutil.copytree(trained, copy)
+    (copy / "lm_head.pt").write_bytes((copy / "lm_head.pt").read_bytes()[:1000])
+    with pytest.raises(ValueError, match="lm_head.pt cannot be read"):
+        load_lm(copy)
+    state = torch.load(trained / "lm_head.pt", weights_only=True)
+    torch.save({k: v[:-1] if v.dim() else v for k, v in state.items()}, copy / "lm_head.pt")
+    with pytest.raises(ValueError, match="lm_head.pt does not fit lm_head.json"):
+        load_lm(copy)
+
+
 def test_evaluate_per_line_writes_one_record_per_usable_line(trained, tmp_path):
     from spacy_elmo.pretraining import LMScorer
 

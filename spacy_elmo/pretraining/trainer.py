@@ -122,12 +122,38 @@ def load_lm(directory: Path) -> Tuple[BiLMLanguageModel, Vocab, Dict[str, Any]]:
         raise ValueError(f"{directory} has no LM head ({VOCAB}, {HEAD_CONFIG}, {HEAD_WEIGHTS}): not a pretrain output")
     bilm = load_native(directory)
     vocab = Vocab.from_directory(directory)
-    config = json.loads((directory / HEAD_CONFIG).read_text(encoding="utf8"))
+    config = read_head_config(directory)
     if config["vocab_size"] != len(vocab):
         raise ValueError(f"{directory}: {HEAD_CONFIG} says {config['vocab_size']} tokens, {VOCAB} has {len(vocab)}")
     lm = BiLMLanguageModel(bilm, len(vocab), config["cutoffs"])
-    lm.softmax.load_state_dict(load_state(directory / HEAD_WEIGHTS))
+    load_head_weights(lm, directory)
     return lm.eval(), vocab, config
+
+
+def read_head_config(directory: Path) -> Dict[str, Any]:
+    """``lm_head.json``, checked: its vocabulary size, softmax cutoffs, language and maximum length."""
+    path = directory / HEAD_CONFIG
+    try:
+        config = json.loads(path.read_text(encoding="utf8"))
+        size, cutoffs = config["vocab_size"], config["cutoffs"]
+        if not (isinstance(config["lang"], str) and isinstance(config["max_length"], int)):
+            raise ValueError(f"lang {config['lang']!r} must be a string, max_length {config['max_length']!r} a number")
+        if not (isinstance(size, int) and all(isinstance(c, int) for c in cutoffs)
+                and list(cutoffs) == sorted(set(cutoffs)) and all(0 < c < size for c in cutoffs)):
+            raise ValueError(f"vocab_size {size!r} and cutoffs {cutoffs!r} do not fit: "
+                             f"cutoffs must rise, each between 0 and the vocabulary size")
+    except (ValueError, KeyError, TypeError) as err:
+        detail = f"no {err}" if isinstance(err, KeyError) else str(err)
+        raise ValueError(f"{path}: not an LM head description ({detail})") from None
+    return config
+
+
+def load_head_weights(lm: BiLMLanguageModel, directory: Path) -> None:
+    """``lm_head.pt`` into ``lm``'s softmax; an error that names the file if it does not fit."""
+    try:
+        lm.softmax.load_state_dict(load_state(directory / HEAD_WEIGHTS))
+    except RuntimeError as err:
+        raise ValueError(f"{directory / HEAD_WEIGHTS} does not fit {HEAD_CONFIG} and {VOCAB}: {err}") from None
 
 
 def evaluate(
@@ -303,10 +329,10 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
     bilm.options = dataclasses.replace(bilm.options, extra=extra)
     cutoffs = state["cutoffs"] if state is not None else default_cutoffs(len(vocab))
     if head_dir is not None:
-        cutoffs = json.loads((head_dir / HEAD_CONFIG).read_text())["cutoffs"]
+        cutoffs = read_head_config(head_dir)["cutoffs"]
     lm = BiLMLanguageModel(bilm, len(vocab), cutoffs, config.dropout)
     if head_dir is not None:
-        lm.softmax.load_state_dict(load_state(head_dir / HEAD_WEIGHTS))
+        load_head_weights(lm, head_dir)
     lm.train().to(ctx.device)
     optimizer = torch.optim.Adam(lm.parameters(), lr=config.learning_rate)
     progress = 0.0  # share of the decay done by the time budget; a resumed run anneals what is left in its own
