@@ -17,7 +17,9 @@ data="$root/../shared/data/raw"
 mkdir -p "$work/old" "$work/new"
 git -C "$root" archive "$old" spacy_elmo | tar -x -C "$work/old"
 git -C "$root" archive HEAD spacy_elmo | tar -x -C "$work/new"
-run() {  # way core
+run() {  # way core; from inside the tree, because `python -m` puts the working directory first on sys.path
+  cd "$work/$1"
+  env OMP_NUM_THREADS=1 PYTHONPATH="$work/$1" "$python" -c "import spacy_elmo; print('$1 runs', spacy_elmo.__file__)"
   env OMP_NUM_THREADS=1 PYTHONPATH="$work/$1" taskset -c "$2" "$python" -m spacy_elmo pretrain "$work/mixed.txt" \
     --options "$root/configs/bilm_cpu.json" --output "$work/$1/bilm" --lang en --max-steps 100000 \
     --max-minutes "$minutes" --batch-tokens 1024 --learning-rate 4e-3 --warmup-steps 100 --eval-every 200 \
