@@ -8,7 +8,9 @@ from spacy.vocab import Vocab
 
 
 def read_sentences(path: Path) -> List[Tuple[List[str], List[str]]]:
-    sentences, words, tags = [], [], []
+    sentences: List[Tuple[List[str], List[str]]] = []
+    words: List[str] = []
+    tags: List[str] = []
     for line in path.read_text(encoding="utf8").splitlines():
         if not line.strip():
             if words:

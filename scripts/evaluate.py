@@ -10,6 +10,11 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
 
+def _top(cats: Dict[str, float]) -> str:
+    """The label with the highest score."""
+    return max(cats, key=lambda label: cats[label])
+
+
 def evaluate(model: Path, data: Path) -> Dict[str, Any]:
     nlp = spacy.load(model)
     gold = list(DocBin().from_disk(data).get_docs(nlp.vocab))
@@ -27,7 +32,7 @@ def evaluate(model: Path, data: Path) -> Dict[str, Any]:
         result.update(task="ner", p=scores["ents_p"], r=scores["ents_r"], f=scores["ents_f"],
                       per_type=scores["ents_per_type"])
     else:
-        hits = sum(max(p.cats, key=p.cats.get) == max(g.cats, key=g.cats.get) for p, g in zip(predicted, gold))
+        hits = sum(_top(p.cats) == _top(g.cats) for p, g in zip(predicted, gold))
         result.update(task="textcat", accuracy=hits / len(gold), macro_f=scores["cats_macro_f"])
     return result
 
