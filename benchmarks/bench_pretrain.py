@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "raw"
@@ -55,33 +55,40 @@ def peak_gflops(dtype_name: str) -> float:
     return 10 * 2 * 1024**3 / (time.perf_counter() - start) / 1e9
 
 
-def flops_per_token(options_path: Path, texts: List[Path], n_batches: int = 30) -> float:
-    """Forward + backward FLOP per target token of the published computation, on the run's first batches."""
+def first_batches(texts: List[Path], n_batches: int, budget: int = 1024) -> Tuple[object, list]:
+    """The vocabulary and the first ``n_batches`` batches (tensors) that ``pretrain`` trains on, as the project
+    runs it (``budget`` padded tokens a batch)."""
     import itertools
 
-    import torch
-
-    from spacy_elmo.bilm.options import BiLMOptions
     from spacy_elmo.pretraining.batches import BatchStream, CharIdCache, Position, tensorize
     from spacy_elmo.pretraining.corpus import Tokenizer
     from spacy_elmo.pretraining.scan import scan
-    from spacy_elmo.pretraining.softmax import DIV_VALUE, default_cutoffs
     from spacy_elmo.pretraining.vocab import Vocab
 
-    opts = BiLMOptions.from_file(options_path)
-    cnn, lstm = opts.char_cnn, opts.lstm
     tokenizer = Tokenizer("en", 100)
     data = scan(texts, tokenizer, 0.01, None, 10)
     vocab = Vocab.build(data.counts, data.n_sequences, 50_000, 2)
-    cutoffs = default_cutoffs(len(vocab)) + [len(vocab)]
-    stream = BatchStream(texts, tokenizer, 1024, 0, 0.01).start(Position())
+    stream = BatchStream(texts, tokenizer, budget, 0, 0.01).start(Position())
     chars = CharIdCache()
+    return vocab, [tensorize(group, vocab, chars) for _, group in itertools.islice(stream, n_batches)]
+
+
+def flops_per_token(options_path: Path, texts: List[Path], n_batches: int = 30) -> float:
+    """Forward + backward FLOP per target token of the published computation, on the run's first batches."""
+    import torch
+
+    from spacy_elmo.bilm.options import BiLMOptions
+    from spacy_elmo.pretraining.softmax import DIV_VALUE, default_cutoffs
+
+    opts = BiLMOptions.from_file(options_path)
+    cnn, lstm = opts.char_cnn, opts.lstm
+    vocab, batches = first_batches(texts, n_batches)
+    cutoffs = default_cutoffs(len(vocab)) + [len(vocab)]
     macs = targets = 0.0
     filters = sum((50 - w + 1) * cnn.embedding_dim * w * n for w, n in cnn.filters)
     token_layers = cnn.n_highway * cnn.n_filters * 2 * cnn.n_filters + cnn.n_filters * lstm.projection_dim
     step = (lstm.projection_dim + lstm.projection_dim) * 4 * lstm.dim + lstm.dim * lstm.projection_dim
-    for _, group in itertools.islice(stream, n_batches):
-        batch = tensorize(group, vocab, chars)
+    for batch in batches:
         n = batch.n_targets
         macs += batch.char_ids.shape[0] * (filters + token_layers)
         macs += int(batch.lengths.sum()) * 2 * lstm.n_layers * step

@@ -242,6 +242,13 @@ def test_same_seed_same_run_and_loss_falls(corpus, tmp_path):
         run([corpus], tmp_path / "a", config)
     with pytest.raises(ValueError, match="pass one"):
         run([corpus], tmp_path / "a", config, resume=True, overwrite=True)
+    # --overwrite with text that cannot train loses nothing: the old run stays, resumable
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n\n")
+    before = (tmp_path / "a" / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match="no usable text"):
+        run([blank], tmp_path / "a", config, overwrite=True)
+    assert (tmp_path / "a" / "checkpoint.pt").read_bytes() == before
     # --overwrite starts afresh: the run of another seed replaces seed 0's, whose summary goes first
     (tmp_path / "a" / "summary.json").write_text("{}")
     run([corpus], tmp_path / "a", small_config(max_steps=3, seed=1), overwrite=True)

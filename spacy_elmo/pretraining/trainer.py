@@ -185,8 +185,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype of the training products: ``precision`` resolved for ``device``."""
     if precision == "auto":
         # not bfloat16 on CPUs, even those with AMX: at the shapes of a step-by-step LSTM torch's CPU autocast
-        # spends on casts and small bfloat16 products what it saves, and CPU-sized biLMs train slower with it;
-        # larger ones gain a little (benchmarks/bench_pretrain.py), so --precision bfloat16 is a choice there
+        # spends on casts and small bfloat16 products what it saves, so CPU-sized biLMs train no faster with it;
+        # larger ones gain (benchmarks/bench_pretrain.py), so --precision bfloat16 is a choice there
         return torch.bfloat16 if device.type == "cuda" and native_bfloat16(device) else torch.float32
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
@@ -297,9 +297,6 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
         if not overwrite:
             raise ValueError(f"{output} already holds a run: pass --resume to continue it or --overwrite to start "
                              f"afresh, or choose another output directory")
-        if ctx.is_main:  # so that neither a later --resume nor the project mistakes the old run for this one
-            for name in (CHECKPOINT, SUMMARY):
-                (output / name).unlink(missing_ok=True)
 
     tokenizer = Tokenizer(config.lang, config.max_length)
     started = time.time()
@@ -352,6 +349,9 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
     else:
         torch.manual_seed(config.seed + 7919 * (ctx.rank + 1))  # dropout stream, different on each rank
     if ctx.is_main:
+        if state is None:  # the new run's first write: neither a later --resume nor the project takes an old run for it
+            for name in (CHECKPOINT, SUMMARY):
+                (output / name).unlink(missing_ok=True)
         save_head(lm, vocab, config.lang, config.max_length, output)
     unigram = unigram_perplexity(vocab, data.dev) if data.dev else float("nan")
     n_params = sum(p.numel() for p in bilm.parameters())
