@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import reference_math as R
 from helpers import TINY, said, small_config, synthetic_corpus, synthetic_text
-from spacy_elmo.bilm import BiLMOptions
+from spacy_elmo.bilm import BiLM, BiLMOptions
 from spacy_elmo.cli import app
 from spacy_elmo.io import load_bilm, load_hdf5, load_native
 from spacy_elmo.pretraining import evaluate, load_lm, pretrain
@@ -257,6 +257,15 @@ def test_same_seed_same_run_and_loss_falls(corpus, tmp_path):
     run([corpus], tmp_path / "a", config, overwrite=True)
     with pytest.raises(ValueError, match=r"differ from the checkpoint's: \['seed'\]"):
         run([corpus], tmp_path / "a", small_config(max_steps=4, seed=5), resume=True)
+    # an --overwrite stopped before its first checkpoint (here: a budget spent before the first step) leaves
+    # its starting biLM beside its head, not the old run's weights beside the new head
+    run([corpus], tmp_path / "a", small_config(max_steps=3, seed=2, max_minutes=1e-9), overwrite=True)
+    assert not (tmp_path / "a" / "checkpoint.pt").exists()
+    torch.manual_seed(2)
+    start = BiLM(BiLMOptions.from_file(TINY)).state_dict()
+    saved = load_native(tmp_path / "a").state_dict()
+    assert all(torch.equal(saved[k], start[k]) for k in start)
+    load_lm(tmp_path / "a")  # the head and the vocabulary fit the weights
 
 
 def test_learning_rate_schedule_by_steps_and_by_time():

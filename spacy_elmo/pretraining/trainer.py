@@ -201,7 +201,8 @@ def _time_spent(started: float, deadline: float, ctx: distributed.Context) -> fl
     """Share of the time budget spent (0 without one), as the main process measures it, for all."""
     if deadline == math.inf:
         return 0.0
-    share = (time.time() - started) / (deadline - started) if ctx.is_main else 0.0
+    budget = deadline - started  # 0 where the budget is below the clock's resolution: spent at once
+    share = ((time.time() - started) / budget if budget > 0 else 1.0) if ctx.is_main else 0.0
     return float(distributed.all_sum(torch.tensor([share], dtype=torch.float64, device=ctx.device), ctx)[0])
 
 
@@ -352,6 +353,9 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
         if state is None:  # the new run's first write: neither a later --resume nor the project takes an old run for it
             for name in (CHECKPOINT, SUMMARY):
                 (output / name).unlink(missing_ok=True)
+            # the starting biLM beside its head, so that a run stopped before its first checkpoint leaves a
+            # matching pair (and an --init-weights taken from this directory is kept)
+            save_native(bilm, output)
         save_head(lm, vocab, config.lang, config.max_length, output)
     unigram = unigram_perplexity(vocab, data.dev) if data.dev else float("nan")
     n_params = sum(p.numel() for p in bilm.parameters())
