@@ -109,7 +109,7 @@ def evaluate_cli(
 
     from .pretraining.corpus import CorpusStats, Tokenizer, check_paths, numbered_items
     from .pretraining.distributed import setup
-    from .pretraining.scores import LMScorer, SentenceScore, score_lines
+    from .pretraining.scores import LMScorer, ScoreTotals, score_lines
     from .pretraining.trainer import load_lm
 
     with _one_line_errors():
@@ -118,14 +118,14 @@ def evaluate_cli(
         tokenizer = Tokenizer(head["lang"], head["max_length"])
         stats = CorpusStats()
         out = (sys.stdout if str(per_line) == "-" else per_line.open("w", encoding="utf8")) if per_line else None
-        lines: List[SentenceScore] = []
+        total = ScoreTotals()
         for path in check_paths(texts):
             before = stats.lines
-            left = max_sequences - sum(s.n_sequences for s in lines) if max_sequences else 0
+            left = max_sequences - total.n_sequences if max_sequences else 0
             if max_sequences and left <= 0:
                 break
             for line, score in score_lines(scorer, tokenizer, numbered_items(path, stats), left):
-                lines.append(score)
+                total.add(score)
                 if out:
                     record = {"file": str(path), "line": line, **score.to_dict(token_scores)}
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -133,7 +133,6 @@ def evaluate_cli(
                 raise ValueError(f"Input file {path} has no usable text")
         if out and out is not sys.stdout:
             out.close()
-    total = SentenceScore.join(lines)
     summary = [("forward", f"{total.fwd_ppl:.2f}"), ("backward", f"{total.bwd_ppl:.2f}"), ("average", f"{total.ppl:.2f}")]
     text = f"Text: {stats.summary()}; {total.n_targets} targets per direction"
     if out is not sys.stdout:

@@ -415,6 +415,7 @@ def test_sentence_scores_match_the_reference_maths(trained, reference_lm):
 
 def test_sentence_scores_do_not_depend_on_batch_mates_and_add_up_to_evaluate(trained, corpus):
     from spacy_elmo.pretraining import LMScorer
+    from spacy_elmo.pretraining.scores import ScoreTotals
 
     lm, vocab, head = load_lm(trained)
     seqs = Tokenizer(head["lang"], head["max_length"])([t for _, t in read_items(corpus, 0, CorpusStats())])[:40]
@@ -428,6 +429,13 @@ def test_sentence_scores_do_not_depend_on_batch_mates_and_add_up_to_evaluate(tra
     assert n == expected["tokens"]
     assert math.exp(-sum(s.fwd_log_prob for s in together) / n) == pytest.approx(expected["fwd_ppl"], rel=1e-5)
     assert math.exp(-sum(s.bwd_log_prob for s in together) / n) == pytest.approx(expected["bwd_ppl"], rel=1e-5)
+    # the running totals that `evaluate --per-line` keeps instead of the scores
+    totals = ScoreTotals()
+    for score in together:
+        totals.add(score)
+    assert (totals.n_targets, totals.n_sequences) == (n, len(seqs))
+    for key in ("fwd_ppl", "bwd_ppl", "ppl"):
+        assert getattr(totals, key) == pytest.approx(expected[key], rel=1e-5)
 
 
 def test_top_k_words_match_the_reference_distribution_and_never_see_their_slot(trained, reference_lm):

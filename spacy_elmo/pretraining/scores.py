@@ -21,8 +21,37 @@ from .vocab import Vocab
 DIRECTIONS = ("forward", "backward")
 
 
+class _Perplexities:
+    """The perplexities of summed log probabilities over ``n_targets`` targets per direction."""
+
+    @property
+    def fwd_log_prob(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def bwd_log_prob(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def n_targets(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def fwd_ppl(self) -> float:
+        return math.exp(-self.fwd_log_prob / self.n_targets)
+
+    @property
+    def bwd_ppl(self) -> float:
+        return math.exp(-self.bwd_log_prob / self.n_targets)
+
+    @property
+    def ppl(self) -> float:
+        """The geometric mean of the two directions' perplexities, as ``evaluate`` reports it."""
+        return math.exp(-(self.fwd_log_prob + self.bwd_log_prob) / (2 * self.n_targets))
+
+
 @dataclass(frozen=True)
-class SentenceScore:
+class SentenceScore(_Perplexities):
     """Natural-log probabilities of one token sequence under each direction of the LM.
 
     ``fwd_log_probs``: log p(token | the tokens before it) for each token, then for ``</S>``.
@@ -52,19 +81,6 @@ class SentenceScore:
     def bwd_log_prob(self) -> float:
         return math.fsum(self.bwd_log_probs)
 
-    @property
-    def fwd_ppl(self) -> float:
-        return math.exp(-self.fwd_log_prob / self.n_targets)
-
-    @property
-    def bwd_ppl(self) -> float:
-        return math.exp(-self.bwd_log_prob / self.n_targets)
-
-    @property
-    def ppl(self) -> float:
-        """The geometric mean of the two directions' perplexities, as ``evaluate`` reports it."""
-        return math.exp(-(self.fwd_log_prob + self.bwd_log_prob) / (2 * self.n_targets))
-
     @classmethod
     def join(cls, parts: Sequence["SentenceScore"]) -> "SentenceScore":
         """One score for a text read in several sequences (each with its own sentence marks)."""
@@ -78,6 +94,22 @@ class SentenceScore:
         if token_scores:
             out.update(fwd_log_probs=self.fwd_log_probs, bwd_log_probs=self.bwd_log_probs)
         return out
+
+
+@dataclass
+class ScoreTotals(_Perplexities):
+    """Running sums of many :class:`SentenceScore`, for a corpus too large to keep its scores."""
+
+    fwd_log_prob: float = 0.0
+    bwd_log_prob: float = 0.0
+    n_targets: int = 0
+    n_sequences: int = 0
+
+    def add(self, score: SentenceScore) -> None:
+        self.fwd_log_prob += score.fwd_log_prob
+        self.bwd_log_prob += score.bwd_log_prob
+        self.n_targets += score.n_targets
+        self.n_sequences += score.n_sequences
 
 
 class LMScorer:
