@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
@@ -87,12 +87,13 @@ def _pipe(mode: str, options: Path, weights: Path, sentences: List[List[str]]
     """``nlp.pipe`` over the sentences as texts (tokenizer included), doc cache off."""
     import spacy
 
+    from spacy_elmo import ElmoComponent
     from spacy_elmo.layers.bilm_model import get_embedder
 
     texts = [" ".join(words) for words in sentences]
     nlp = spacy.blank("en")
-    elmo = nlp.add_pipe("elmo", config={"weights": str(weights), "options": str(options),
-                                        "model": {"doc_cache_size": 0, "precision": mode}})
+    elmo = cast(ElmoComponent, nlp.add_pipe("elmo", config={"weights": str(weights), "options": str(options),
+                                                         "model": {"doc_cache_size": 0, "precision": mode}}))
     nlp("warm up")
 
     def run() -> None:

@@ -27,7 +27,7 @@ def main() -> None:
         nlp = spacy.blank("en")
         WORK.mkdir(parents=True, exist_ok=True)
         with CORPUS.open(encoding="utf8") as lines:
-            DocBin(docs=nlp.tokenizer.pipe(line.strip() for line in lines if line.strip())).to_disk(path)
+            DocBin(docs=(nlp.make_doc(line.strip()) for line in lines if line.strip())).to_disk(path)
     print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
     offset, chunks, start = 0, 0, time.perf_counter()
     while offset != -1:

@@ -29,7 +29,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
+if TYPE_CHECKING:  # annotations only: the functions import the package when they run
+    from spacy_elmo.pretraining.batches import Batch
+    from spacy_elmo.pretraining.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "raw"
@@ -55,7 +59,7 @@ def peak_gflops(dtype_name: str) -> float:
     return 10 * 2 * 1024**3 / (time.perf_counter() - start) / 1e9
 
 
-def first_batches(texts: List[Path], n_batches: int, budget: int = 1024) -> Tuple[object, list]:
+def first_batches(texts: List[Path], n_batches: int, budget: int = 1024) -> Tuple["Vocab", List["Batch"]]:
     """The vocabulary and the first ``n_batches`` batches (tensors) that ``pretrain`` trains on, as the project
     runs it (``budget`` padded tokens a batch)."""
     import itertools

@@ -14,6 +14,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import List
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"  # ../shared beside the checkout
 
@@ -42,7 +43,7 @@ def main() -> None:
     sentences = json.loads(args.sentences.read_text())
     bilm = ElmoBiLm(str(args.size_dir / "options.json"), str(args.size_dir / "weights.hdf5"), requires_grad=False)
     bilm.eval()
-    kept = []
+    kept: List[numpy.ndarray] = []
 
     def run(keep: bool) -> None:
         for start in range(0, len(sentences), args.batch):

@@ -14,6 +14,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any, Dict
 
 import typer
 from spacy.training.initialize import init_nlp
@@ -32,7 +33,7 @@ def main(
     doc_cache_size: int = typer.Option(None, help="override [components.elmo.model] doc_cache_size"),
     limit: int = typer.Option(0, help="use only the first LIMIT training and dev Docs (0: all)"),
 ) -> None:
-    overrides = {"paths.train": str(train), "paths.dev": str(dev or train)}
+    overrides: Dict[str, Any] = {"paths.train": str(train), "paths.dev": str(dev or train)}
     cfg = load_config(config, overrides=overrides)
     if "elmo" in cfg["nlp"]["pipeline"]:
         options, weights = weight_files(size)
