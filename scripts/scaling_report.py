@@ -2,12 +2,14 @@
 the WNUT-17 test F of NER over that biLM), scaling.json (the same figures) and scaling.png (perplexity and F
 against tokens seen, log x)."""
 import json
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import typer  # noqa: E402
 
 # scripts/ is on sys.path
@@ -47,8 +49,11 @@ def main(
         for t, v, m in points:
             ax.annotate(f"{m:g} min", (t, v), textcoords="offset points", xytext=(4, 4))
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # the minor labels of a short log axis overlap
         ax.set_xlabel("pretraining tokens seen")
         ax.set_title(label)
+    axes[0].set_yscale("log")  # perplexity against tokens: a power law is a line
+    axes[1].set_ylim(0, 5 * math.ceil(max(100 * r["ner_f"] for r in rows) / 5 + 1))  # from 0: no zoom on noise
     fig.tight_layout()
     fig.savefig(output / "scaling.png", dpi=100)
     print((output / "scaling.md").read_text())
