@@ -261,6 +261,7 @@ def test_same_seed_same_run_and_loss_falls(corpus, tmp_path):
     # its starting biLM beside its head, not the old run's weights beside the new head
     run([corpus], tmp_path / "a", small_config(max_steps=3, seed=2, max_minutes=1e-9), overwrite=True)
     assert not (tmp_path / "a" / "checkpoint.pt").exists()
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["dev"]["ppl"] > 0  # measured at step 0 too
     torch.manual_seed(2)
     start = BiLM(BiLMOptions.from_file(TINY)).state_dict()
     saved = load_native(tmp_path / "a").state_dict()

@@ -443,7 +443,7 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
     bar.close()
     if step % config.checkpoint_every:
         checkpoint()
-    if step % config.eval_every:
+    if step % config.eval_every or not dev_result:  # not yet measured: a run that ended before its first eval
         run_eval()
     if ctx.is_main:
         summary = {"step": step, "tokens_seen": tokens_seen, "precision": str(dtype).replace("torch.", ""),
