@@ -81,6 +81,48 @@ def pretraining_line(path: Path, run: Dict[str, Any]) -> str:
             f"{run['minutes']:.1f} min; {held_out} (unigram perplexity {run['unigram_ppl']:.1f}).")
 
 
+def mean_curve(logs: Sequence[List[dict]]) -> Tuple[List[int], List[float]]:
+    """The mean dev score over the seeds at each step that every seed evaluated."""
+    by_seed = [{r["step"]: r["score"] for r in log} for log in logs if log]
+    if not by_seed:
+        return [], []
+    steps = sorted(set.intersection(*(set(scores) for scores in by_seed)))
+    return steps, [statistics.fmean(scores[step] for scores in by_seed) for step in steps]
+
+
+def plot(logs: Dict[str, List[List[dict]]], mixes: Dict[str, List[Dict[str, Any]]], n_seeds: int, path: Path) -> None:
+    """Dev score by step (each seed thin, their mean bold) per task, and each task's learned layer weights."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    for ax, (task, runs) in zip(axes, RUNS.items()):
+        for colour, run in enumerate(runs):
+            for log in logs[run]:
+                ax.plot([r["step"] for r in log], [r["score"] for r in log], color=f"C{colour}", linewidth=0.8,
+                        alpha=0.35)
+            steps, mean = mean_curve(logs[run])
+            ax.plot(steps, mean, color=f"C{colour}", linewidth=2.5, label=f"{run} (mean of {n_seeds} seeds)")
+        ax.set_title(f"{task}: dev score by step (thin: each seed)")
+        ax.set_xlabel("step")
+        ax.legend(loc="best")
+    ax = axes[2]
+    bars = [(f"{run}/{comp}", [seed_mix[comp]["s"] for seed_mix in per_seed])
+            for run, per_seed in mixes.items() for comp in per_seed[0]]
+    n_layers = max((len(by_seed[0]) for _, by_seed in bars), default=0)
+    width = 0.8 / max(len(bars), 1)
+    for k, (label, by_seed) in enumerate(bars):
+        xs = [j + (k - (len(bars) - 1) / 2) * width for j in range(len(by_seed[0]))]
+        ax.bar(xs, [statistics.fmean(column) for column in zip(*by_seed)], width, color=f"C{k}",
+               label=f"{label} (mean over seeds)")
+        for s in by_seed:
+            ax.plot(xs, s, "k.", markersize=4)
+    ax.set_xticks(range(n_layers), [str(j) for j in range(n_layers)])
+    ax.set_title("learned layer weights softmax(s); dots: each seed")
+    ax.set_xlabel("biLM layer (0 = token layer)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(
     metrics: Path = typer.Option(Path("metrics")),
     training: Path = typer.Option(Path("training")),
@@ -134,30 +176,7 @@ def main(
     (output / "report.json").write_text(json.dumps(
         {"bilm": bilm, "seeds": seed_list, "pretraining": facts, "scores": summary, "layer_weights": mixes}, indent=2))
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, (task, runs) in zip(axes, RUNS.items()):
-        for colour, run in enumerate(runs):
-            for k, log in enumerate(logs[run]):
-                ax.plot([r["step"] for r in log], [r["score"] for r in log], color=f"C{colour}", marker=".",
-                        alpha=0.7, label=run if k == 0 else None)
-        ax.set_title(f"{task}: dev score by step ({len(seed_list)} seeds)")
-        ax.set_xlabel("step")
-        ax.legend()
-    ax = axes[2]
-    width = 0.35
-    for k, (run, per_seed) in enumerate(mixes.items()):
-        for comp in per_seed[0]:
-            by_seed = [mixes_of_seed[comp]["s"] for mixes_of_seed in per_seed]
-            xs = [j + k * width for j in range(len(by_seed[0]))]
-            ax.bar(xs, [statistics.fmean(column) for column in zip(*by_seed)], width, color=f"C{k}",
-                   label=f"{run}/{comp} (mean over seeds)")
-            for s in by_seed:
-                ax.plot(xs, s, "k.", markersize=4)
-    ax.set_title("learned layer weights softmax(s); dots: seeds")
-    ax.set_xlabel("biLM layer (0 = token)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(output / "report.png", dpi=100)
+    plot(logs, mixes, len(seed_list), output / "report.png")
     print((output / "report.md").read_text())
 
 

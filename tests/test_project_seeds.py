@@ -147,3 +147,32 @@ def test_a_failed_run_is_not_marked_finished(tmp_path):
     with pytest.raises(SystemExit, match=r"out: the run failed \(exit status 3\)"):
         runs.run_once(["-c", f"import os, sys; os.mkdir({str(folder)!r}); sys.exit(3)"], folder, [])
     assert folder.is_dir() and not (folder / runs.STAMP).exists()
+
+
+def test_report_mean_curve_is_taken_at_the_steps_every_seed_evaluated():
+    logs = [[{"step": 0, "score": 0.1}, {"step": 200, "score": 0.5}, {"step": 400, "score": 0.7}],
+            [{"step": 0, "score": 0.3}, {"step": 200, "score": 0.1}],
+            []]  # a seed without a log (stopped before its first evaluation) does not take part
+    steps, mean = report.mean_curve(logs)
+    assert steps == [0, 200]
+    assert mean == pytest.approx([0.2, 0.3])
+    assert report.mean_curve([[], []]) == ([], [])
+
+
+def test_report_picture_labels_layers_by_integer(tmp_path, monkeypatch):
+    log = [{"step": s, "score": s / 10} for s in range(3)]
+    logs = {run: [log, log] for pair in report.RUNS.values() for run in pair}
+    mixes = {run: [{run.split("_")[0]: {"s": [0.2, 0.5, 0.3], "gamma": 1.0}}] * 2 for run in ("ner_elmo", "textcat_elmo")}
+    captured = {}
+    original = report.plt.Figure.savefig
+
+    def keep(fig, path, **kwargs):
+        captured["labels"] = [t.get_text() for t in fig.axes[2].get_xticklabels()]
+        captured["widths"] = sorted({line.get_linewidth() for line in fig.axes[0].get_lines()})
+        return original(fig, path, **kwargs)
+
+    monkeypatch.setattr(report.plt.Figure, "savefig", keep)
+    report.plot(logs, mixes, 2, tmp_path / "report.png")
+    assert captured["labels"] == ["0", "1", "2"]
+    assert captured["widths"][0] < captured["widths"][-1]  # thin seeds, bold mean
+    assert (tmp_path / "report.png").stat().st_size > 0
