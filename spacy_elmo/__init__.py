@@ -1,4 +1,5 @@
 """spacy-elmo: ELMo for spaCy v3."""
+from .about import __version__
 from .bilm import BiLM, BiLMOptions, Embedder
 from .io import load_bilm, save_hdf5, save_native
 from .doc_data import ElmoDocData, install_extensions
@@ -8,5 +9,4 @@ from .pipeline import ElmoComponent
 # exist before any component is built. Registration is guarded, so importing twice is harmless.
 install_extensions()
 
-__version__ = "0.1.0"
 __all__ = ["BiLM", "BiLMOptions", "Embedder", "ElmoComponent", "ElmoDocData", "load_bilm", "save_hdf5", "save_native"]

@@ -206,10 +206,10 @@ def info_cli(
     as_json: bool = Opt(False, "--json", help="Print the facts as JSON"),
 ) -> None:
     """A biLM's options, parameter count, sizes, listener width and a digest of its arrays."""
-    from .io.info import describe
+    from .pretraining.run_info import describe_run
 
     with _one_line_errors():
-        info = describe(path, options)
+        info = describe_run(path, options)
     if as_json:
         print(json.dumps(info, indent=2))
     else:

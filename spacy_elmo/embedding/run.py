@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 import torch.distributed as dist
 
-from .. import __version__
+from ..about import __version__
 from ..bilm.options import BiLMOptions
 from ..io.native import OPTIONS_FILE
 from ..pretraining import distributed

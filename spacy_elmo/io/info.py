@@ -1,11 +1,11 @@
 """What a biLM file or directory holds, and published hdf5 files to native biLM directories.
 
-Behind ``python -m spacy_elmo info`` and ``convert``. Every file is read through the loaders, so a broken
+Behind ``python -m spacy_elmo convert`` and ``info`` (which adds a pretraining run's facts through
+:func:`spacy_elmo.pretraining.run_info.describe_run`). Every file is read through the loaders, so a broken
 file gets the loaders' errors. The digest is taken over the loaded biLM's arrays, whatever the format: a
 published file and its conversion have the same digest.
 """
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -40,7 +40,7 @@ def array_digest(bilm: BiLM) -> str:
     return digest.hexdigest()
 
 
-def _count(module: Any) -> int:
+def count_parameters(module: Any) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
@@ -54,29 +54,11 @@ def _located(path: PathLike) -> Path:
 
 
 def _load(path: Path, options: Optional[PathLike]) -> Tuple[str, BiLM, Dict[str, Any]]:
-    """``(kind, biLM, extra facts)`` for a published hdf5 file, a native directory or a pretrain output."""
+    """``(kind, biLM, extra facts)`` for a published hdf5 file or a native directory."""
     if path.is_file():
         options_path = Path(options) if options is not None else find_options(path)
         return "hdf5", load_hdf5(options_path, path), {"options_file": str(options_path)}
-    from ..pretraining.trainer import SUMMARY, has_head, load_lm
-
-    if not has_head(path):
-        return "native", load_native(path), {"options_file": str(path / OPTIONS_FILE)}
-    lm, vocab, head = load_lm(path)
-    facts: Dict[str, Any] = {
-        "options_file": str(path / OPTIONS_FILE),
-        "lm_head": {"vocab_size": len(vocab), "cutoffs": list(head["cutoffs"]), "lang": head["lang"],
-                    "max_length": head["max_length"], "parameters": _count(lm.softmax)},
-    }
-    summary = path / SUMMARY
-    if summary.exists():
-        try:
-            run = json.loads(summary.read_text(encoding="utf8"))
-            facts["pretraining"] = {"steps": run["step"], "tokens_seen": run["tokens_seen"],
-                                    "dev_perplexity": run["dev"].get("ppl"), "unigram_perplexity": run["unigram_ppl"]}
-        except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"{summary}: not a pretraining summary ({err!r})") from err
-    return "pretrain", lm.bilm, facts
+    return "native", load_native(path), {"options_file": str(path / OPTIONS_FILE)}
 
 
 def describe(path: PathLike, options: Optional[PathLike] = None) -> Dict[str, Any]:
@@ -90,7 +72,8 @@ def describe(path: PathLike, options: Optional[PathLike] = None) -> Dict[str, An
         "kind": kind,
         **facts,
         "options": opts.to_dict(),
-        "parameters": {"total": _count(bilm), "token_encoder": _count(bilm.token_encoder), "lstm": _count(bilm.lstm)},
+        "parameters": {"total": count_parameters(bilm), "token_encoder": count_parameters(bilm.token_encoder),
+                       "lstm": count_parameters(bilm.lstm)},
         "sizes": {
             "char_filters": opts.char_cnn.n_filters, "highway_layers": opts.char_cnn.n_highway,
             "lstm_dim": opts.lstm.dim, "projection_dim": opts.lstm.projection_dim, "lstm_layers": opts.lstm.n_layers,
