@@ -7,7 +7,7 @@ zero state, as AllenNLP's first batch does (see ``docs/allennlp.md`` for the siz
 """
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union, cast
 
 import numpy
 import torch
@@ -179,7 +179,7 @@ class ElmoBiLm(nn.Module):
         lengths = (word_inputs > 0).sum(dim=1)
         words = self._word_embedding(word_inputs)
         batch, steps, width = words.shape
-        bos, eos = self._boundary_vectors.unbind(0)
+        bos, eos = cast(torch.Tensor, self._boundary_vectors).unbind(0)
         tokens = torch.cat([bos.expand(batch, 1, width), words, words.new_zeros(batch, 1, width)], dim=1)
         is_eos = torch.arange(steps + 2, device=words.device).unsqueeze(0) == (lengths + 1).unsqueeze(1)
         return torch.where(is_eos.unsqueeze(-1), eos, tokens), lengths + 2
@@ -246,7 +246,7 @@ class Elmo(nn.Module):
         self._scalar_mixes: List[ScalarMix] = []
         for k in range(num_output_representations):
             mix = ScalarMix(
-                int(self._elmo_lstm.num_layers),
+                int(cast(int, self._elmo_lstm.num_layers)),
                 do_layer_norm=do_layer_norm,
                 initial_scalar_parameters=scalar_mix_parameters,
                 trainable=scalar_mix_parameters is None,

@@ -7,7 +7,7 @@ or beside it (``docs/allennlp.md`` gives the size of the difference).
 import logging
 from itertools import islice
 from pathlib import Path
-from typing import IO, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import IO, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy
 import torch
@@ -124,7 +124,7 @@ class ElmoEmbedder:
         keys = sentences if use_sentence_keys else [str(i) for i in range(len(sentences))]
         if use_sentence_keys:
             logger.warning("Using sentences as keys can fail if sentences contain forward slashes or colons.")
-            seen = {}
+            seen: Dict[str, int] = {}
             for i, sentence in enumerate(sentences):
                 if sentence in seen:
                     raise ConfigurationError(f"{name}: line {i} repeats line {seen[sentence]}; duplicate sentences "
