@@ -18,6 +18,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import List
 
 import numpy
 import torch
@@ -47,14 +48,15 @@ def measure(reference: Path, options: Path, weights: Path, sentences, batch_size
         cold += layers(bilm, batch_to_ids, batch)
     start = len(batches[0])  # the first batch runs from zero state in both passes
     n_layers = warm[0].shape[0]
-    result = {"sentences": len(sentences) - start, "batch_size": batch_size, "layers": []}
+    per_layer: List[dict] = []
+    result = {"sentences": len(sentences) - start, "batch_size": batch_size, "layers": per_layer}
     for layer in range(n_layers):
         rel = numpy.array([numpy.linalg.norm(w[layer] - c[layer]) / max(numpy.linalg.norm(c[layer]), 1e-12)
                            for w, c in zip(warm[start:], cold[start:])])
         w_tok = numpy.concatenate([w[layer] for w in warm[start:]])
         c_tok = numpy.concatenate([c[layer] for c in cold[start:]])
         cos = (w_tok * c_tok).sum(1) / numpy.maximum(numpy.linalg.norm(w_tok, axis=1) * numpy.linalg.norm(c_tok, axis=1), 1e-12)
-        result["layers"].append({
+        per_layer.append({
             "relative_l2_median": float(numpy.median(rel)), "relative_l2_p90": float(numpy.percentile(rel, 90)),
             "relative_l2_max": float(rel.max()), "cosine_median": float(numpy.median(cos)),
             "cosine_p1": float(numpy.percentile(cos, 1)), "max_abs": float(numpy.abs(w_tok - c_tok).max()),
