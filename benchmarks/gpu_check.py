@@ -47,6 +47,14 @@ class Skip(Exception):
     """A part that cannot run here (no CUDA): recorded as "skipped: <why>", not as a failure."""
 
 
+class PartFailed(Exception):
+    """A part that failed with figures worth keeping (the runs that did work)."""
+
+    def __init__(self, message: str, figures: "Figures") -> None:
+        super().__init__(message)
+        self.figures = figures
+
+
 class Check:
     """The settings of one run, the data it reads, and the JSON it writes."""
 
@@ -77,6 +85,8 @@ class Check:
             record = {"status": "ok", **part(self)}
         except Skip as why:
             record = {"status": f"skipped: {why}"}
+        except PartFailed as err:
+            record = {**err.figures, "status": "failed", "error": str(err)[-4000:]}
         except Exception as err:  # a part's failure is a figure: the next part runs
             record = {"status": "failed", "error": f"{type(err).__name__}: {err}"[-4000:],
                       "traceback": traceback.format_exc()[-4000:]}
@@ -229,30 +239,49 @@ def part_bilm(size: str) -> Callable[[Check], Figures]:
         budgets = check.args.budgets or ([4096, 16384] if check.quick else [4096, 8192, 16384, 32768, 65536, 131072, 262144])
         runs: List[Figures] = []
         deadline = time.perf_counter() + check.args.bench_seconds
-        for mode in ("exact", "fast"):
-            for budget in budgets:
+        for budget in budgets:
+            for mode in ("exact", "fast"):
                 if time.perf_counter() > deadline:
                     runs.append({"mode": mode, "budget": budget, "status": "skipped: the part's time budget is spent"})
                     continue
-                embedder = Embedder(bilm, max_batch_tokens=budget, precision=mode)
-                embedder.embed(sentences[:n_ref])  # warm-up: kernels, allocator, autotuning
-                embedder.cache.clear()
+                try:
+                    runs.append({"mode": mode, "budget": budget, **_bilm_run(check, bilm, mode, budget, sentences, reference)})
+                except Exception as err:  # out of memory at one budget says something; the next budgets run
+                    runs.append({"mode": mode, "budget": budget, "status": "failed", "error": f"{type(err).__name__}: {err}"[:2000]})
                 if check.cuda:
-                    torch.cuda.synchronize()
                     torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats()
-                start = time.perf_counter()
-                out = embedder.embed(sentences)  # returns host arrays: the device is done when it returns
-                seconds = time.perf_counter() - start
-                diff = max(float(numpy.abs(a - b).max()) for a, b in zip(out[:n_ref], reference) if a.size)
-                runs.append({"mode": mode, "budget": budget, "tokens_per_s": round(n_tokens / seconds),
-                             "seconds": round(seconds, 3), "max_abs_diff_from_cpu_exact": diff, **_gpu_memory()})
                 print(f"[gpu_check]   {size} {mode} budget {budget}: {runs[-1]}", flush=True)
-                del out, embedder
-        return {"tokens": n_tokens, "sentences": len(sentences), "compared_sentences": n_ref,
-                "compared_tokens": sum(len(s) for s in sentences[:n_ref]), "device": check.device, "runs": runs}
+        figures = {"tokens": n_tokens, "sentences": len(sentences), "compared_sentences": n_ref,
+                   "compared_tokens": sum(len(s) for s in sentences[:n_ref]), "device": check.device, "runs": runs}
+        failed = [f"{run['mode']} {run['budget']}: {run['error'][:300]}" for run in runs if run["status"] == "failed"]
+        if failed:
+            raise PartFailed(f"{len(failed)} of {len(runs)} runs failed: {failed}", figures)
+        return figures
 
     return part
+
+
+def _bilm_run(check: Check, bilm: Any, mode: str, budget: int, sentences: List[List[str]],
+              reference: List[Any]) -> Figures:
+    """One timed embedding of ``sentences`` from a cold character-CNN cache, after a warm-up on the compared ones."""
+    import numpy
+    import torch
+
+    from spacy_elmo.bilm import Embedder
+
+    embedder = Embedder(bilm, max_batch_tokens=budget, precision=mode)
+    embedder.embed(sentences[: len(reference)])  # warm-up: kernels, allocator, autotuning
+    embedder.cache.clear()
+    if check.cuda:
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    out = embedder.embed(sentences)  # host arrays: the device is done when it returns
+    seconds = time.perf_counter() - start
+    diff = max(float(numpy.abs(a - b).max()) for a, b in zip(out, reference) if a.size)
+    return {"status": "ok", "tokens_per_s": round(sum(map(len, sentences)) / seconds), "seconds": round(seconds, 3),
+            "max_abs_diff_from_cpu_exact": diff, **_gpu_memory()}
 
 
 def part_pipe(check: Check) -> Figures:
@@ -362,13 +391,15 @@ def part_ddp_probe(check: Check) -> Figures:
 
 
 def ddp_probe() -> None:
-    """Inside torchrun: a process group (nccl on GPU), an all-reduce, one DDP step of the tiny biLM."""
+    """Inside torchrun: a process group (nccl on GPU), an all-reduce, and the gradient of the tiny biLM through
+    DistributedDataParallel against the plain one (one process: they must agree)."""
+    import numpy
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     import common as C
-    from spacy_elmo.bilm import Embedder
+    from spacy_elmo.bilm.characters import words_to_ids
     from spacy_elmo.io import load_bilm
 
     cuda = torch.cuda.is_available()
@@ -378,15 +409,22 @@ def ddp_probe() -> None:
     total = torch.ones(3, device=device)
     dist.all_reduce(total)
     options, weights = C.weight_files("tiny")
-    bilm = load_bilm(weights, options).to(device).train()
-    ddp = DistributedDataParallel(bilm, device_ids=[device.index] if cuda else None)
-    layers, _ = Embedder(ddp.module, cache_size=0).batch_layers([["A", "tiny", "sentence", "."], ["Two", "."]])
-    (layers.float() ** 2).mean().backward()  # through the module DDP wraps: its hooks reduce the gradients
-    grad_norm = float(sum(float(p.grad.norm()) ** 2 for p in bilm.parameters() if p.grad is not None) ** 0.5)
+    sentences = [["A", "tiny", "sentence", "."], ["Two", "."]]
+    ids = numpy.zeros((len(sentences), max(map(len, sentences)), 50), dtype=numpy.int64)
+    for b, words in enumerate(sentences):
+        ids[b, : len(words)] = words_to_ids(words)
+    char_ids = torch.from_numpy(ids).to(device)
+    grads = []
+    for wrapped in (True, False):  # through DDP's forward (its hooks reduce the gradients), then plainly
+        bilm = load_bilm(weights, options).to(device).train()
+        model = DistributedDataParallel(bilm, device_ids=[device.index] if cuda else None) if wrapped else bilm
+        (model(char_ids).float() ** 2).mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in bilm.parameters() if p.grad is not None]))
     dist.barrier()
     dist.destroy_process_group()
     print(json.dumps({"backend": backend, "world": int(os.environ.get("WORLD_SIZE", "1")),
-                      "all_reduce": total.tolist(), "grad_norm": grad_norm, "device": str(device)}))
+                      "all_reduce": total.tolist(), "grad_norm": float(grads[0].norm()), "device": str(device),
+                      "ddp_grad_max_abs_diff_from_plain": float((grads[0] - grads[1]).abs().max())}))
 
 
 def main() -> None:

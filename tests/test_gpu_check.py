@@ -26,11 +26,17 @@ def test_a_failing_part_is_recorded_and_the_next_one_runs(tmp_path, monkeypatch)
     def cuda_only(check):
         raise gpu_check.Skip("no CUDA")
 
+    def half_done(check):
+        raise gpu_check.PartFailed("1 of 2 runs failed", {"runs": [{"status": "ok"}, {"status": "failed"}]})
+
     check.run("broken", broken)
     check.run("cuda_only", cuda_only)
+    check.run("half_done", half_done)
     check.run("fine", lambda check: {"figure": 3})
     parts = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["parts"]
-    assert list(parts) == ["broken", "cuda_only", "fine"]
+    assert list(parts) == ["broken", "cuda_only", "half_done", "fine"]
+    assert parts["half_done"]["status"] == "failed" and parts["half_done"]["error"] == "1 of 2 runs failed"
+    assert parts["half_done"]["runs"] == [{"status": "ok"}, {"status": "failed"}]
     assert parts["broken"]["status"] == "failed" and parts["broken"]["error"] == "ZeroDivisionError: planted"
     assert "planted" in parts["broken"]["traceback"]
     assert parts["cuda_only"]["status"] == "skipped: no CUDA"
@@ -56,9 +62,9 @@ def test_quick_cpu_run_has_every_part_and_its_figures(tmp_path):
     assert tests["cuda_tests"] and all(case.endswith(": skipped") for case in tests["cuda_tests"])
     for size in ("tiny", "small"):
         runs = parts[f"bilm_{size}"]["runs"]
-        assert [(r["mode"], r["budget"]) for r in runs] == [(m, b) for m in ("exact", "fast") for b in (4096, 16384)]
+        assert [(r["mode"], r["budget"]) for r in runs] == [(m, b) for b in (4096, 16384) for m in ("exact", "fast")]
         for run in runs:
-            assert run["tokens_per_s"] > 0 and run["cuda_memory"] == "skipped: no CUDA"
+            assert run["status"] == "ok" and run["tokens_per_s"] > 0 and run["cuda_memory"] == "skipped: no CUDA"
             # exact on the CPU at any budget is the CPU exact path: batch-mates change nothing
             bound = 1e-5 if run["mode"] == "exact" else 1.0
             assert 0 <= run["max_abs_diff_from_cpu_exact"] <= bound, run
@@ -71,4 +77,4 @@ def test_quick_cpu_run_has_every_part_and_its_figures(tmp_path):
     # one process under torchrun: the same seed gives the same run as without it
     assert parts["pretrain_torchrun"]["train"]["loss"] == parts["pretrain_bf16"]["train"]["loss"]
     assert parts["ddp_probe"]["backend"] == "gloo" and parts["ddp_probe"]["all_reduce"] == [1.0, 1.0, 1.0]
-    assert parts["ddp_probe"]["grad_norm"] > 0
+    assert parts["ddp_probe"]["grad_norm"] > 0 and parts["ddp_probe"]["ddp_grad_max_abs_diff_from_plain"] <= 1e-6
