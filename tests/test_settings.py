@@ -219,3 +219,34 @@ def test_a_copy_has_caches_of_its_own(tiny_opts):
     assert get_embedder(copy) is not get_embedder(model)
     assert get_embedder(copy).bilm is copy.shims[0]._model is not model.shims[0]._model
     assert get_embedder(copy).cache.slots == {} and get_settings(copy) == get_settings(model)
+
+
+@pytest.mark.parametrize("how", ["disk", "bytes", "component"])
+def test_the_config_written_agrees_with_the_settings_loaded(tiny_files, saved, tmp_path, how):
+    """Loaded into a pipeline built with the defaults and saved again, the config.cfg on disk says what the
+    pipeline runs with (the model settings and the output settings), and it loads back so."""
+    saved.to_disk(tmp_path / "p")
+    target = pipeline(tiny_files)
+    if how == "disk":
+        target.from_disk(tmp_path / "p")
+    elif how == "bytes":
+        target.from_bytes(saved.to_bytes())
+    else:
+        target.get_pipe("elmo").from_disk(tmp_path / "p" / "elmo")
+    target.to_disk(tmp_path / "q")
+    config = Config().from_disk(tmp_path / "q" / "config.cfg")["components"]["elmo"]
+    assert {k: config["model"][k] for k in MODEL} == MODEL
+    assert {k: config[k] for k in OUTPUT} == OUTPUT
+    assert_runs_with_the_saved_settings(spacy.load(tmp_path / "q"), saved)
+
+
+def test_the_config_of_a_version_1_layer_becomes_version_2_when_settings_are_loaded(tiny_files, saved, tmp_path):
+    options, weights = tiny_files
+    target = spacy.blank("en")
+    target.add_pipe("elmo", config={"weights": str(weights), "options": str(options),
+                                    "model": {"@architectures": "spacy-elmo.BiLM.v1"}})
+    target.from_bytes(saved.to_bytes())
+    target.to_disk(tmp_path / "q")
+    model = Config().from_disk(tmp_path / "q" / "config.cfg")["components"]["elmo"]["model"]
+    assert model["@architectures"] == "spacy-elmo.BiLM.v2" and {k: model[k] for k in MODEL} == MODEL
+    assert_runs_with_the_saved_settings(spacy.load(tmp_path / "q"), saved)
