@@ -10,6 +10,17 @@ import reference_math as R  # noqa: E402
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A test that sets torch's (process-wide) thread count leaves it as it found it, so that later tests
+    run with the threads they expect (the two-thread LSTM pool needs at least 2)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_opts() -> dict:
     return R.options_dict(32, 16, 1, R.FILTERS_TINY, 4)

@@ -11,12 +11,14 @@ import numpy
 FILTERS_TINY = [[1, 4], [2, 4], [3, 8]]
 
 
-def options_dict(dim: int, proj: int, n_highway: int, filters, emb: int, n_layers: int = 2, clip: float = 3.0):
+def options_dict(dim: int, proj: int, n_highway: int, filters, emb: int, n_layers: int = 2, clip=3.0,
+                 activation: str = "relu", skips: bool = True, n_characters: int = 262):
+    """``clip`` None: no clipping (null in the file)."""
     return {
-        "lstm": {"use_skip_connections": True, "projection_dim": proj, "cell_clip": clip, "proj_clip": clip,
+        "lstm": {"use_skip_connections": skips, "projection_dim": proj, "cell_clip": clip, "proj_clip": clip,
                  "dim": dim, "n_layers": n_layers},
-        "char_cnn": {"activation": "relu", "filters": filters, "n_highway": n_highway, "embedding": {"dim": emb},
-                     "n_characters": 262, "max_characters_per_token": 50},
+        "char_cnn": {"activation": activation, "filters": filters, "n_highway": n_highway, "embedding": {"dim": emb},
+                     "n_characters": n_characters, "max_characters_per_token": 50},
     }
 
 
@@ -103,7 +105,8 @@ def token_vectors(arrays, opts, words: Sequence) -> numpy.ndarray:
             w = a[f"CNN/W_cnn_{i}"][0]  # [width, emb, count]
             conv = numpy.stack([numpy.einsum("ke,kec->c", x[p : p + width], w) for p in range(50 - width + 1)])
             conv = conv + a[f"CNN/b_cnn_{i}"]
-            feats.append(numpy.maximum(conv.max(axis=0), 0.0))
+            pooled = conv.max(axis=0)  # the activation after the max (both are monotonic: the same either way)
+            feats.append(numpy.tanh(pooled) if cnn["activation"] == "tanh" else numpy.maximum(pooled, 0.0))
         h = numpy.concatenate(feats)
         for k in range(cnn["n_highway"]):
             g = f"CNN_high_{k}"
@@ -130,11 +133,11 @@ def lstm_direction(arrays, opts, x: numpy.ndarray, direction: int) -> List[numpy
             z = numpy.concatenate([seq[t], h]) @ W + B
             i, j, f, o = numpy.split(z, 4)  # TensorFlow order
             c = sigmoid(f + 1.0) * c + sigmoid(i) * numpy.tanh(j)
-            CLIPS["cell"] += int((numpy.abs(c) > clip_c).sum())
-            c = numpy.clip(c, -clip_c, clip_c)
+            CLIPS["cell"] += int((numpy.abs(c) > clip_c).sum()) if clip_c else 0
+            c = numpy.clip(c, -clip_c, clip_c) if clip_c else c  # null or 0: no clipping
             h = (sigmoid(o) * numpy.tanh(c)) @ WP
-            CLIPS["proj"] += int((numpy.abs(h) > clip_p).sum())
-            h = numpy.clip(h, -clip_p, clip_p)
+            CLIPS["proj"] += int((numpy.abs(h) > clip_p).sum()) if clip_p else 0
+            h = numpy.clip(h, -clip_p, clip_p) if clip_p else h
             out.append(h)
         out = numpy.stack(out)
         if layer > 0 and lstm["use_skip_connections"]:

@@ -154,3 +154,56 @@ def test_copies_and_pickles_after_inference(tiny_files, precision):
     for clone in (copy.deepcopy(bilm), pickle.loads(pickle.dumps(bilm))):
         for a, b in zip(Embedder(clone, precision=precision).embed(SENTENCES[:2]), before):
             assert numpy.array_equal(a, b)
+
+
+# every option value the checks accept, against the float64 maths --------------------------------------------
+
+VARIANTS = {
+    "two highways": dict(n_highway=2),
+    "tanh": dict(activation="tanh"),
+    "no skip connections": dict(skips=False),
+    "261 characters": dict(n_characters=261),
+    "null clips": dict(clip=None),
+    "one layer": dict(n_layers=1),
+    "three layers": dict(n_layers=3),
+}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_option_variants_match_reference_maths(tmp_path, variant, route):
+    settings = dict(dict(n_highway=1), **VARIANTS[variant])
+    opts = R.options_dict(32, 16, settings.pop("n_highway"), R.FILTERS_TINY, 4, **settings)
+    arrays = R.random_published_arrays(opts, seed=5)
+    options, weights = R.write_published(tmp_path, opts, arrays)
+    bilm = load_bilm(weights, options)
+    R.CLIPS.update(cell=0, proj=0)
+    with ROUTES[route]():
+        outputs = Embedder(bilm, max_batch_tokens=64).embed(SENTENCES)
+    assert (kernel_copies(bilm) > 0) == (route == "kernels")
+    for words, got in zip(SENTENCES, outputs):
+        want = R.elmo_layers(arrays, opts, words)
+        assert got.shape == want.shape
+        assert numpy.abs(got - want).max() <= 1e-4, variant
+    if variant == "null clips":  # unclipped values go past where the clips would have cut them
+        assert max(numpy.abs(o[1:]).max() for o in outputs) > 3.0
+    else:
+        assert R.CLIPS["cell"] > 0 and R.CLIPS["proj"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ROUTES)
+def test_original_published_shapes_and_maths(tmp_path_factory, route):
+    """The full `original` options (4096 cells, 512 projection, 2 highways, 2048 filters): the published
+    parameter count and the float64 maths, two highway layers included."""
+    opts = R.options_dict(4096, 512, 2, [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]], 16)
+    arrays = R.random_published_arrays(opts, seed=2)
+    options, weights = R.write_published(tmp_path_factory.mktemp("original"), opts, arrays)
+    bilm = load_bilm(weights, options)
+    assert round(sum(p.numel() for p in bilm.parameters()) / 1e6, 1) == 93.6
+    words = ["ELMo", "gives", "deep", "contextual", "vectors", "."]
+    with ROUTES[route]():
+        got = Embedder(bilm).embed([words])[0]
+    want = R.elmo_layers(arrays, opts, words)
+    assert got.shape == (3, 6, 1024)
+    assert numpy.abs(got - want).max() <= 1e-4

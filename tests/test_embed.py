@@ -5,7 +5,10 @@ import os
 import stat
 from pathlib import Path
 
+import h5py
 import numpy
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import spacy
 from hypothesis import given, settings as hsettings, strategies as st
@@ -17,10 +20,6 @@ from spacy_elmo.embedding import EmbedSettings, embed_corpus
 from spacy_elmo.embedding.shards import plan_shards, shard_items
 from spacy_elmo.io import load_bilm
 from spacy_elmo.pretraining.corpus import MAX_LINE_BYTES, CorpusStats
-
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-h5py = pytest.importorskip("h5py")
 
 LINES = ["They can't trust their friends.", "He has a trust fund.", "ELMo is back!", "He has a trust fund.",
          "A much longer line , with more words than the window holds , so it is read in pieces and joined ."]

@@ -12,7 +12,6 @@ import pytest
 
 from helpers import subprocess_env, synthetic_corpus
 
-pytest.importorskip("pyarrow")
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,13 @@
 """Ray: ``--engine ray`` writes the files of the local run, and :func:`embed_dataset` on a Ray Dataset of texts
 gives the CLI's rows (a local Ray of 2 CPUs, started and stopped here)."""
 import numpy
+import pyarrow.parquet as pq
 import pytest
+import ray
 
 from spacy_elmo.embedding import EmbedSettings, embed_corpus, embed_dataset
 from spacy_elmo.embedding.ray_data import embed_corpus_on_ray
 
-ray = pytest.importorskip("ray")
-pq = pytest.importorskip("pyarrow.parquet")
 pytestmark = pytest.mark.slow
 
 LINES = ["They can't trust their friends.", "He has a trust fund.", "ELMo is back!", "Red mat under tree.",

@@ -113,13 +113,19 @@ def test_lenient_where_nothing_is_lost(tiny_opts):
 
 # 4. options checked against the weights before anything is built -------------------------------------------
 
-HUGE = [("lstm.dim", 1e9, "dataset 'RNN_0/RNN/MultiRNNCell/Cell0/LSTMCell/W_0' has shape (32, 128)"),
-        ("lstm.n_layers", 100_000, "holds 2 LSTM layers (RNN_0/RNN/MultiRNNCell/Cell0/LSTMCell, ...), but the options have lstm.n_layers with 100000"),
-        ("char_cnn.n_highway", 1_000_000, "holds 1 highway layers (CNN_high_0, ...), but the options have char_cnn.n_highway with 1000000"),
+# sizes past the options' upper bounds are refused with the options file named, before the weights are read;
+# sizes within them that disagree with the file, by the file check
+HUGE = [("lstm.dim", 1e9, "key 'lstm.dim' must be a positive integer of at most 32768, got 1000000000.0"),
+        ("lstm.n_layers", 100_000, "key 'lstm.n_layers' must be a positive integer of at most 16, got 100000"),
+        ("char_cnn.n_highway", 1_000_000, "key 'char_cnn.n_highway' must be an integer >= 0 of at most 16"),
+        ("lstm.dim", 4096, "dataset 'RNN_0/RNN/MultiRNNCell/Cell0/LSTMCell/W_0' has shape (32, 128)"),
+        ("lstm.n_layers", 16, "holds 2 LSTM layers (RNN_0/RNN/MultiRNNCell/Cell0/LSTMCell, ...), but the options have lstm.n_layers with 16"),
+        ("char_cnn.n_highway", 16, "holds 1 highway layers (CNN_high_0, ...), but the options have char_cnn.n_highway with 16"),
         ("lstm.n_layers", 1, "holds 2 LSTM layers")]
-HUGE_NATIVE = [("lstm.dim", 1e9, "weight 'lstm.layers.0.weight_ih' has shape (2, 16, 128)"),
-               ("lstm.n_layers", 100_000, "holds 2 LSTM layers, but the options have lstm.n_layers with 100000"),
-               ("char_cnn.n_highway", 1_000_000, "holds 1 highway layers, but the options have char_cnn.n_highway with 1000000")]
+HUGE_NATIVE = [("lstm.dim", 1e9, "key 'lstm.dim' must be a positive integer of at most 32768"),
+               ("lstm.dim", 4096, "weight 'lstm.layers.0.weight_ih' has shape (2, 16, 128)"),
+               ("lstm.n_layers", 16, "holds 2 LSTM layers, but the options have lstm.n_layers with 16"),
+               ("char_cnn.n_highway", 16, "holds 1 highway layers, but the options have char_cnn.n_highway with 16")]
 
 
 def test_huge_options_fail_on_the_file_check_before_any_allocation(tiny_opts, tiny_files, tmp_path):
@@ -155,8 +161,9 @@ print(json.dumps([errors, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - 
                           timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert done.returncode == 0, done.stderr[-3000:]
     errors, grown_mb = json.loads(done.stdout.strip().splitlines()[-1])
-    for (kind, weights, _, expected), error in zip(cases, errors):
-        assert expected in error and weights in error, (kind, expected, error)
+    for (kind, weights, options, expected), error in zip(cases, errors):
+        named = options if expected.startswith("key ") and options else weights
+        assert expected in error and named in error, (kind, expected, error)
     assert grown_mb < 200, f"peak memory grew by {grown_mb} MB while checking"
 
 
@@ -176,7 +183,9 @@ def rewrite_hdf5(tiny_opts, tiny_arrays, tmp_path, name, make):
 HDF5_FAULTS = {
     "group": (lambda h, n: h.create_group(n), "'CNN_proj/W_proj' is a Group, not a dataset of shape (16, 16)"),
     "strings": (lambda h, n: h.create_dataset(n, data=numpy.array([b"a"] * 16 * 16).reshape(16, 16)),
-                "dataset 'CNN_proj/W_proj' holds |S1 values, not numbers"),
+                "dataset 'CNN_proj/W_proj' holds |S1 values, not floating-point numbers"),
+    "integers": (lambda h, n: h.create_dataset(n, data=numpy.arange(16 * 16, dtype="i4").reshape(16, 16)),
+                 "dataset 'CNN_proj/W_proj' holds int32 values, not floating-point numbers"),
     "compound": (lambda h, n: h.create_dataset(n, shape=(16, 16), dtype=numpy.dtype([("a", "f4"), ("b", "i4")])),
                  "dataset 'CNN_proj/W_proj' holds"),
     "NaN": (lambda h, n: h.create_dataset(n, data=numpy.full((16, 16), numpy.nan, dtype="f4")),

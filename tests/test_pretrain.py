@@ -215,14 +215,12 @@ def test_lm_loss_matches_independent_math(tiny_files, tiny_opts, tiny_arrays):
     with torch.no_grad():
         nll = lm(batch.char_ids, batch.index, batch.word_ids, batch.lengths).double()
     expected = numpy.zeros(2)
+    head = {name: value.numpy() for name, value in lm.softmax.state_dict().items()}
     for words in sentences:
-        x = R.token_vectors(tiny_arrays, tiny_opts, [256, *words, 257])
-        fwd = R.lstm_direction(tiny_arrays, tiny_opts, x, 0)[-1]
-        bwd = R.lstm_direction(tiny_arrays, tiny_opts, x, 1)[-1]
+        fwd, bwd = R.lm_top_states(tiny_arrays, tiny_opts, words)
         ids = [vocab.bos, *vocab.ids(words), vocab.eos]
-        with torch.no_grad():
-            lp_f = lm.softmax.log_prob(torch.tensor(fwd[:-1], dtype=torch.float32)).double().numpy()
-            lp_b = lm.softmax.log_prob(torch.tensor(bwd[1:].copy(), dtype=torch.float32)).double().numpy()
+        lp_f = R.adaptive_log_probs(head, [3], len(vocab), fwd[:-1])
+        lp_b = R.adaptive_log_probs(head, [3], len(vocab), bwd[1:])
         expected[0] -= sum(lp_f[t, ids[t + 1]] for t in range(len(ids) - 1))
         expected[1] -= sum(lp_b[t, ids[t]] for t in range(len(ids) - 1))
     numpy.testing.assert_allclose(nll.numpy(), expected, rtol=1e-5)
@@ -288,7 +286,8 @@ def test_time_limited_run_ends_annealed(corpus, tmp_path):
     summary = run([corpus], tmp_path / "t", config)
     assert 1 < summary["step"] < 100_000  # stopped by the clock, not by max_steps
     rates = [r["lr"] for r in map(json.loads, (tmp_path / "t" / "log.jsonl").read_text().splitlines()) if "lr" in r]
-    assert rates[-1] < 0.3 * config.learning_rate and rates == sorted(rates, reverse=True)
+    # the last step starts less than a step's time before the budget ends: at most half of final_lr above it
+    assert rates[-1] <= 1.5 * config.final_lr * config.learning_rate and rates == sorted(rates, reverse=True)
 
 
 # outputs: evaluate, export, continue training ---------------------------------------------------------------

@@ -98,4 +98,4 @@ def test_two_process_time_limited_run_ends_annealed(corpus, tmp_path):
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
     rates = [r["lr"] for r in records if "lr" in r]
-    assert 5 < len(rates) < 100000 and rates[-1] < 0.003
+    assert 5 < len(rates) < 100000 and rates[-1] <= 1.5 * 0.1 * 0.01  # final_lr 0.1 of 0.01, and half of it

@@ -13,27 +13,15 @@ import spacy
 from spacy.tokens import Doc
 from thinc.api import Config
 
-import reference_math as R
-from spacy_elmo.bilm import BiLM, BiLMOptions, Embedder
 from spacy_elmo.io import bilm_to_bytes, load_native, save_native
 from spacy_elmo.layers.bilm_model import get_doc_cache, get_embedder, get_settings
 from spacy_elmo.layers.runtime import BiLMSettings
 
-
-
-def _fast_mode_runs() -> bool:
-    """Fast mode's oneDNN bfloat16 kernels need AVX-512 (or AVX-NE-CONVERT) on CPU."""
-    try:
-        Embedder(BiLM(BiLMOptions.from_dict(R.options_dict(32, 16, 1, R.FILTERS_TINY, 4))), precision="fast").embed([["a"]])
-    except RuntimeError:
-        return False
-    return True
-
-
-# every model setting off its default (precision where this CPU can run it), and settings that change the
-# output: window (a long Doc without sentence boundaries is cut differently), precision and the mix
+# every model setting off its default, and settings that change the output: window (a long Doc without
+# sentence boundaries is cut differently), precision (fast runs on every CPU: on the kernels where oneDNN
+# has bfloat16 products, else on the plain forwards) and the mix
 MODEL = {"window": 6, "max_batch_tokens": 64, "cache_size": 7, "doc_cache_size": 0, "device": "cpu",
-         "precision": "fast" if _fast_mode_runs() else "exact", "frozen": False}
+         "precision": "fast", "frozen": False}
 OUTPUT = {"mix": "weighted", "mix_weights": [1.0, 0.0, 3.0], "gamma": 2.0, "set_tensor": True}
 WORDS = ("the cat sat on the mat and the dog barked at it while birds flew over the house of trust").split()
 
@@ -219,3 +207,34 @@ def test_a_copy_has_caches_of_its_own(tiny_opts):
     assert get_embedder(copy) is not get_embedder(model)
     assert get_embedder(copy).bilm is copy.shims[0]._model is not model.shims[0]._model
     assert get_embedder(copy).cache.slots == {} and get_settings(copy) == get_settings(model)
+
+
+@pytest.mark.parametrize("how", ["disk", "bytes", "component"])
+def test_the_config_written_agrees_with_the_settings_loaded(tiny_files, saved, tmp_path, how):
+    """Loaded into a pipeline built with the defaults and saved again, the config.cfg on disk says what the
+    pipeline runs with (the model settings and the output settings), and it loads back so."""
+    saved.to_disk(tmp_path / "p")
+    target = pipeline(tiny_files)
+    if how == "disk":
+        target.from_disk(tmp_path / "p")
+    elif how == "bytes":
+        target.from_bytes(saved.to_bytes())
+    else:
+        target.get_pipe("elmo").from_disk(tmp_path / "p" / "elmo")
+    target.to_disk(tmp_path / "q")
+    config = Config().from_disk(tmp_path / "q" / "config.cfg")["components"]["elmo"]
+    assert {k: config["model"][k] for k in MODEL} == MODEL
+    assert {k: config[k] for k in OUTPUT} == OUTPUT
+    assert_runs_with_the_saved_settings(spacy.load(tmp_path / "q"), saved)
+
+
+def test_the_config_of_a_version_1_layer_becomes_version_2_when_settings_are_loaded(tiny_files, saved, tmp_path):
+    options, weights = tiny_files
+    target = spacy.blank("en")
+    target.add_pipe("elmo", config={"weights": str(weights), "options": str(options),
+                                    "model": {"@architectures": "spacy-elmo.BiLM.v1"}})
+    target.from_bytes(saved.to_bytes())
+    target.to_disk(tmp_path / "q")
+    model = Config().from_disk(tmp_path / "q" / "config.cfg")["components"]["elmo"]["model"]
+    assert model["@architectures"] == "spacy-elmo.BiLM.v2" and {k: model[k] for k in MODEL} == MODEL
+    assert_runs_with_the_saved_settings(spacy.load(tmp_path / "q"), saved)

@@ -1,6 +1,6 @@
 """The speed paths (the CPU kernels: cropped one-multiply char CNN, in-place LSTM; "fast" mode) and the
 plain forwards against the independent float64 maths of reference_math.py, and the guards around them."""
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy
 import pytest
@@ -23,6 +23,29 @@ SENTENCES = [
     ["a"],
 ]
 ROUTES = {"kernels": nullcontext, "plain": cpu_kernels.disabled}
+
+
+@pytest.fixture
+def route_check(monkeypatch):
+    """``route_check(route, mode)``: a context in which the biLM must run on ``route`` (the CPU kernels, or
+    the plain forwards) and does, checked by counting the kernels' calls. Fast mode on the kernels needs
+    oneDNN's bfloat16 products: where the CPU lacks them the case is skipped, not run on the plain route."""
+    calls = []
+    for name in ("encode_tokens", "bilstm_layer"):
+        kernel = getattr(cpu_kernels, name)
+        monkeypatch.setattr(cpu_kernels, name, lambda *a, _k=kernel, **kw: calls.append(1) or _k(*a, **kw))
+
+    @contextmanager
+    def check(route, mode="exact"):
+        if route == "kernels" and mode == "fast" and not cpu_kernels.BFLOAT16:
+            pytest.skip("this CPU lacks oneDNN bfloat16 products (AVX-512 BF16 or AVX-NE-CONVERT): fast mode's "
+                        "kernels cannot run here")
+        calls.clear()
+        with ROUTES[route]():
+            yield
+        assert bool(calls) == (route == "kernels"), f"asked for the {route} route, ran {len(calls)} kernel calls"
+
+    return check
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +72,10 @@ def _max_diff(outputs, opts, arrays, sentences):
 
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("size", ["tiny", "small"])
-def test_char_cnn_is_exact(size, route, request):
+def test_char_cnn_is_exact(size, route, request, route_check):
     opts, arrays, bilm = request.getfixturevalue(size)
     want = R.token_vectors(arrays, opts, WORDS + [256, 257])
-    with torch.no_grad(), ROUTES[route]():
+    with torch.no_grad(), route_check(route):
         got = bilm.encode_tokens(_char_ids(WORDS)).numpy()
     assert numpy.abs(got - want).max() <= 1e-4
 
@@ -81,10 +104,10 @@ def test_padded_token_positions_match_the_convolution(tiny):
 
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("size", ["tiny", "small"])
-def test_exact_mode_matches_float64_maths(size, route, request):
+def test_exact_mode_matches_float64_maths(size, route, request, route_check):
     opts, arrays, bilm = request.getfixturevalue(size)
     R.CLIPS.update(cell=0, proj=0)
-    with ROUTES[route]():
+    with route_check(route):
         outputs = Embedder(bilm, max_batch_tokens=64).embed(SENTENCES)
     assert _max_diff(outputs, opts, arrays, SENTENCES) <= 1e-4
     assert R.CLIPS["cell"] > 0 and R.CLIPS["proj"] > 0  # the clips are exercised
@@ -105,19 +128,19 @@ def test_training_path_is_exact_and_differentiable(tiny):
 
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("size", ["tiny", "small"])
-def test_fast_mode_drift_is_bounded(size, route, request):
-    """bfloat16 products (on the plain route, autocast): measurably different from exact, but close
-    (figures in benchmarks/RESULTS.md)."""
+def test_fast_mode_drift_is_bounded(size, route, request, route_check):
+    """bfloat16 products (on the plain route, autocast): measurably different from the float64 maths, but
+    close: the bounds are about a third above the drift ``benchmarks/exactness.py`` measures."""
     opts, arrays, bilm = request.getfixturevalue(size)
-    exact = numpy.concatenate(Embedder(bilm).embed(SENTENCES), 1)
-    with ROUTES[route]():
+    want = numpy.concatenate([R.elmo_layers(arrays, opts, words) for words in SENTENCES], 1)
+    with route_check(route, "fast"):
         fast = numpy.concatenate(Embedder(bilm, precision="fast").embed(SENTENCES), 1)
-    diff = numpy.abs(fast - exact)
+    diff, largest = numpy.abs(fast - want), numpy.abs(want).max()
     assert diff.max() > 1e-3  # it really runs in bfloat16
-    assert diff.max() <= 0.1 * numpy.abs(exact).max()
-    assert diff.mean() <= 0.03
-    cosine = (fast * exact).sum(-1) / (numpy.linalg.norm(fast, axis=-1) * numpy.linalg.norm(exact, axis=-1))
-    assert cosine.min() >= 0.99
+    assert diff.max() <= 0.03 * largest
+    assert diff.mean() <= 0.002 * largest
+    cosine = (fast * want).sum(-1) / (numpy.linalg.norm(fast, axis=-1) * numpy.linalg.norm(want, axis=-1))
+    assert cosine.min() >= 0.999
 
 
 @pytest.mark.parametrize("mode", ["exact", "fast"])
@@ -158,8 +181,10 @@ def test_exact_mode_ignores_low_precision_settings(tiny):
         torch.backends.mkldnn.matmul.fp32_precision = saved[1]
 
 
-def test_updated_weights_are_used(tiny):
-    """Inference copies of the weights follow in-place updates (an optimizer step)."""
+def test_updated_weights_are_used(tiny, tmp_path):
+    """Inference copies of the weights follow in-place updates (an optimizer step): exact mode gives the
+    float64 maths of the new weights, fast mode what a biLM loaded fresh with them gives in fast mode (a
+    bound far below both fast mode's own drift and the difference a stale copy makes)."""
     opts, arrays, bilm = tiny
     for mode in ("exact", "fast"):
         Embedder(bilm, precision=mode).embed(SENTENCES)  # builds the inference copies
@@ -173,8 +198,10 @@ def test_updated_weights_are_used(tiny):
         arrays[f"RNN_{d}/RNN/MultiRNNCell/Cell1/LSTMCell/W_0"] = w
     arrays["CNN/W_cnn_0"] = arrays["CNN/W_cnn_0"] * 0.5
     assert _max_diff(Embedder(bilm).embed(SENTENCES), opts, arrays, SENTENCES) <= 1e-4
+    fresh = load_bilm(*reversed(R.write_published(tmp_path, opts, arrays))).eval()
     fast = Embedder(bilm, precision="fast").embed(SENTENCES)
-    assert _max_diff(fast, opts, arrays, SENTENCES) <= 0.1 * 4
+    for got, want in zip(fast, Embedder(fresh, precision="fast").embed(SENTENCES)):
+        assert numpy.abs(got - want).max() <= 1e-5
 
 
 def test_unknown_precision_is_refused(tiny):

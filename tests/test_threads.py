@@ -35,8 +35,28 @@ def fast_switching():
     sys.setswitchinterval(interval)
 
 
+@pytest.fixture
+def lstm_pool_calls(monkeypatch):
+    """torch's thread count when each biLSTM layer split its two directions (2 or more: over the pool)."""
+    import torch
+
+    from spacy_elmo.bilm import cpu_kernels
+
+    torch.set_num_threads(2)  # restored by conftest's fixture
+    calls = []
+    both = cpu_kernels._both_directions
+
+    def counted(run):
+        calls.append(torch.get_num_threads())
+        both(run)
+
+    monkeypatch.setattr(cpu_kernels, "_both_directions", counted)
+    return calls
+
+
 @pytest.mark.parametrize("cache_size,doc_cache_size", [(64, 2000), (50_000, 0)])
-def test_concurrent_calls_give_the_single_thread_layers(tiny_files, fast_switching, cache_size, doc_cache_size):
+def test_concurrent_calls_give_the_single_thread_layers(tiny_files, fast_switching, lstm_pool_calls, cache_size,
+                                                        doc_cache_size):
     inputs = texts(160)
     reference = [doc._.elmo_data.layers for doc in pipeline(tiny_files, 0, 0).pipe(inputs, batch_size=8)]
     nlp = pipeline(tiny_files, cache_size, doc_cache_size)
@@ -61,6 +81,7 @@ def test_concurrent_calls_give_the_single_thread_layers(tiny_files, fast_switchi
     assert sorted(results) == list(range(len(inputs))) and all(len(r) == 2 for r in results.values())
     wrong = [i for i, outs in results.items() for out in outs if not numpy.allclose(out, reference[i], atol=1e-6)]
     assert wrong == []
+    assert sum(n >= 2 for n in lstm_pool_calls) >= 10  # the concurrent callers went through the two-thread pool
 
 
 def test_a_forked_child_starts_with_one_torch_thread_and_no_thread_pool():

@@ -9,6 +9,11 @@ from ..files import existing_file
 
 ACTIVATIONS = ("relu", "tanh")
 MAX_CHARACTERS = 50  # characters per token, as published
+# Upper bounds far above every published biLM (at most 4096 cells, 512 projection, 2048 filters, 2 highways,
+# 2 layers, 16-wide character embedding): a typo such as 1e9 is refused here, not by the allocator.
+MAX_SIZES = {"char_cnn.n_highway": 16, "char_cnn.embedding.dim": 1024, "lstm.dim": 32768,
+             "lstm.projection_dim": 8192, "lstm.n_layers": 16, "filter count": 16384}
+MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32; the published `original` has 93.6M
 _CNN_KEYS = ("activation", "filters", "n_highway", "embedding", "n_characters", "max_characters_per_token")
 _LSTM_KEYS = ("dim", "projection_dim", "n_layers", "cell_clip", "proj_clip", "use_skip_connections")
 _MISSING = object()
@@ -88,7 +93,24 @@ class BiLMOptions:
             use_skip_connections=_boolean(lstm, "lstm", "use_skip_connections", default=False),
         )
         extra = {k: v for k, v in top.items() if k not in ("char_cnn", "lstm")}
-        return cls(char_cnn=char_opts, lstm=lstm_opts, extra=extra)
+        options = cls(char_cnn=char_opts, lstm=lstm_opts, extra=extra)
+        n_parameters = options.n_parameters
+        if n_parameters > MAX_PARAMETERS:
+            raise ValueError(f"the sizes (lstm.dim {lstm_opts.dim}, lstm.projection_dim {lstm_opts.projection_dim}, "
+                             f"lstm.n_layers {lstm_opts.n_layers}, {char_opts.n_filters} char_cnn.filters, "
+                             f"char_cnn.n_highway {char_opts.n_highway}) make a biLM "
+                             f"of {n_parameters:,} parameters, over the limit of {MAX_PARAMETERS:,}")
+        return options
+
+    @property
+    def n_parameters(self) -> int:
+        """The biLM's parameter count, from the options alone (checked before anything is allocated)."""
+        cnn, lstm = self.char_cnn, self.lstm
+        n_filters, proj, cells = cnn.n_filters, lstm.projection_dim, lstm.dim
+        char_side = 262 * cnn.embedding_dim + sum(width * cnn.embedding_dim * count + count for width, count in cnn.filters)
+        char_side += cnn.n_highway * (n_filters * 2 * n_filters + 2 * n_filters) + n_filters * proj + proj
+        per_layer = 2 * ((proj + proj) * 4 * cells + 4 * cells + cells * proj)
+        return char_side + lstm.n_layers * per_layer
 
     def to_dict(self) -> Dict[str, Any]:
         cnn = self.char_cnn
@@ -144,7 +166,8 @@ def _section(value: Any, name: str, allowed: Optional[Sequence[str]] = None) -> 
 
 
 def _as_int(value: Any) -> Optional[int]:
-    """``value`` as an int if it is one (an integral float too); None for anything else (bools included)."""
+    """``value`` as an int if it is one (an integral float too: nothing is lost, and the upper bounds of
+    :func:`_integer` refuse a ``1e9``); None for anything else (bools included)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -157,9 +180,11 @@ def _as_int(value: Any) -> Optional[int]:
 def _integer(data: Dict[str, Any], section: str, name: str, minimum: int = 1) -> int:
     value = data.get(name, _MISSING)
     number = _as_int(value)
-    if number is None or number < minimum:
+    key = _key(section, name)
+    maximum = MAX_SIZES[key]
+    if number is None or not minimum <= number <= maximum:
         kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"key '{_key(section, name)}' must be {kind}, got {_describe(value)}")
+        raise ValueError(f"key '{key}' must be {kind} of at most {maximum}, got {_describe(value)}")
     return number
 
 
@@ -189,9 +214,10 @@ def _clip(data: Dict[str, Any], name: str) -> float:
 
 
 def _filters(value: Any) -> Tuple[Tuple[int, int], ...]:
-    """``[[width, count], ...]``: at least one filter, widths 1 to 50, counts >= 1."""
+    """``[[width, count], ...]``: at least one filter, widths 1 to 50, counts 1 to ``MAX_SIZES["filter count"]``."""
+    most = MAX_SIZES["filter count"]
     problem = f"key 'char_cnn.filters' must be a non-empty list of [width, count] pairs of positive integers " \
-              f"(width at most {MAX_CHARACTERS}), got {_describe(value)}"
+              f"(width at most {MAX_CHARACTERS}, count at most {most}), got {_describe(value)}"
     if not isinstance(value, list) or not value:
         raise ValueError(problem)
     filters: List[Tuple[int, int]] = []
@@ -200,7 +226,7 @@ def _filters(value: Any) -> Tuple[Tuple[int, int], ...]:
         count: Optional[int] = None
         if isinstance(entry, list) and len(entry) == 2:
             width, count = _as_int(entry[0]), _as_int(entry[1])
-        if width is None or count is None or not (1 <= width <= MAX_CHARACTERS and count >= 1):
+        if width is None or count is None or not (1 <= width <= MAX_CHARACTERS and 1 <= count <= most):
             raise ValueError(f"{problem}: entry {entry!r}")
         filters.append((width, count))
     return tuple(filters)

@@ -41,7 +41,8 @@ def read_manifest(output: Path) -> Optional[Dict[str, Any]]:
 def _plan(manifest: Dict[str, Any], key: str) -> Any:
     value = manifest.get(key)
     if key == "shards" and isinstance(value, list):
-        return [{k: v for k, v in s.items() if k not in RESULT_KEYS} for s in value]
+        # "words", the shard's token count, is not part of what a run embeds (an older version estimated it)
+        return [{k: v for k, v in s.items() if k not in RESULT_KEYS and k != "words"} for s in value]
     return value
 
 

@@ -16,9 +16,10 @@ from ..about import __version__
 from ..bilm.options import BiLMOptions
 from ..io.native import OPTIONS_FILE
 from ..pretraining import distributed
-from ..pretraining.corpus import check_paths
+from ..pretraining.corpus import Item, check_paths
 from ..files import leftovers
 from .hdf5_index import write_hdf5_indexes
+from .segment import Segmenter
 from .manifest import MANIFEST, read_manifest, resume_problem, weights_digest, write_manifest
 from .settings import EmbedSettings
 from .shards import Shard, plan_shards
@@ -119,15 +120,22 @@ def start_run(inputs: Sequence[PathLike], output: Path, weights: Path, options: 
               settings: EmbedSettings, resume: bool, main: bool) -> Tuple[List[Shard], Optional[Dict[str, Any]], Optional[str]]:
     """Plan the shards; on the main process also check and start the output. ``(shards, manifest, problem)``."""
     if not main:
-        return plan_shards(check_paths(inputs), settings.shard_lines), None, None
+        return plan_shards(check_paths(inputs), settings.shard_lines, token_counter(settings)), None, None
     return start_main_run(inputs, output, weights, options, settings, resume)
+
+
+def token_counter(settings: EmbedSettings) -> Callable[[Sequence[Item]], int]:
+    """What the shard plan counts: the tokens the workers' tokenizer will give."""
+    return Segmenter(settings.lang, settings.model, settings.tokenized, settings.window).count_tokens
 
 
 def start_main_run(inputs: Sequence[PathLike], output: Path, weights: Path, options: Optional[PathLike],
                    settings: EmbedSettings, resume: bool) -> Tuple[List[Shard], Dict[str, Any], Optional[str]]:
     """:func:`start_run` on the main process: the shards, the manifest, and the problem with the output if any."""
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is a file, not a directory: give a directory for manifest.json and shards/")
     files = check_paths(inputs)
-    shards = plan_shards(files, settings.shard_lines)
+    shards = plan_shards(files, settings.shard_lines, token_counter(settings))
     manifest = build_manifest(files, shards, weights, options, settings)
     return shards, manifest, prepare_output(output, manifest, resume)
 

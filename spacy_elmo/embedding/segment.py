@@ -50,6 +50,16 @@ class Segmenter:
         texts = iter(tokenizer.pipe([i for i in inputs if isinstance(i, str)], batch_size=1000))
         return [next(texts) if isinstance(i, str) else i for i in inputs]
 
+    def count_tokens(self, items: Sequence[Item]) -> int:
+        """How many tokens ``self(items)`` gives, from the tokenizer alone (a pipeline's other components set
+        sentences, not tokens): the count behind the shard plan's size estimate and progress bar."""
+        if self.tokenized:
+            return sum(len(i.split()) if isinstance(i, str) else len(i) for i in items)
+        tokenizer: Any = self.nlp.tokenizer
+        texts = [i for i in items if isinstance(i, str)]
+        words = sum(1 for doc in tokenizer.pipe(texts, batch_size=1000) for t in doc if not t.is_space)
+        return words + sum(len([w for w in i if not w.isspace()]) for i in items if not isinstance(i, str))
+
     def __call__(self, items: Sequence[Item]) -> List[Segmented]:
         out: List[Segmented] = []
         for doc in self._docs(items):

@@ -6,6 +6,7 @@ FORMATS = ("parquet", "hdf5")
 LAYERS = ("all", "top", "average")
 DTYPES = ("float16", "float32")
 RUNTIME_ONLY = ("max_batch_tokens", "cache_size")
+OPTION_NAMES = {"max_batch_tokens": "--batch-tokens"}  # the embed option of a setting named otherwise
 
 
 def default_dtype(fmt: str) -> str:
@@ -45,7 +46,8 @@ class EmbedSettings:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name in ("window", "max_batch_tokens", "chunk_tokens", "shard_lines"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+                raise ValueError(f"{OPTION_NAMES.get(name, '--' + name.replace('_', '-'))} must be positive, "
+                                 f"got {getattr(self, name)}")
         if self.tokenized and self.model:
             raise ValueError("--tokenized and --model exclude each other: tokenised lines are not re-tokenised")
 

@@ -136,15 +136,18 @@ def _check_counts(handle, path: Path, options: BiLMOptions) -> None:
 
 
 def _read_dataset(handle, path: Path, name: str, shape: Shape) -> numpy.ndarray:
-    """One dataset, checked: a numeric dataset (not a group) of ``shape`` with finite values."""
+    """One dataset, checked: a floating-point dataset (not a group) of ``shape`` with finite values (integers
+    would be weights cut to whole numbers: no tool writes them so)."""
     h5py = _h5py()
     if name not in handle:
         raise WeightFileError(f"ELMo weight file {path}: dataset '{name}' is missing (expected shape {shape})")
     node = handle[name]
     if not isinstance(node, h5py.Dataset):
         raise WeightFileError(f"ELMo weight file {path}: '{name}' is a {type(node).__name__}, not a dataset of shape {shape}")
-    if node.dtype.kind not in "fiu":
-        raise WeightFileError(f"ELMo weight file {path}: dataset '{name}' holds {node.dtype} values, not numbers")
+    if node.dtype.kind != "f":
+        raise WeightFileError(
+            f"ELMo weight file {path}: dataset '{name}' holds {node.dtype} values, not floating-point numbers"
+        )
     if tuple(node.shape) != shape:
         raise WeightFileError(
             f"ELMo weight file {path}: dataset '{name}' has shape {tuple(node.shape)}, but the options require {shape}"

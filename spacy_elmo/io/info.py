@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 from ..bilm.model import BiLM
+from ..files import existing, existing_file
 from .hdf5 import load_hdf5
 from .native import OPTIONS_FILE, WEIGHTS_FILE, load_native, save_native
 
@@ -45,9 +46,7 @@ def count_parameters(module: Any) -> int:
 
 
 def _located(path: PathLike) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No biLM weight file or directory at {path}")
+    path = existing(path, "biLM weight file or directory")  # a link loop is named, not reported as missing
     if path.is_file() and path.name == WEIGHTS_FILE:  # the weights of a native directory: read the directory
         return path.parent
     return path
@@ -90,9 +89,7 @@ def convert(weights: PathLike, output: PathLike, options: Optional[PathLike] = N
 
     The directory is read back and must give the same arrays (digest) as the hdf5 file.
     """
-    weights, output = Path(weights), Path(output)
-    if not weights.is_file():
-        raise FileNotFoundError(f"No published hdf5 weight file at {weights}")
+    weights, output = existing_file(weights, "published hdf5 weight file"), Path(output)
     if output.exists() and not output.is_dir():
         raise ValueError(f"The output {output} is a file: give a directory for the native biLM")
     options_path = Path(options) if options is not None else find_options(weights)

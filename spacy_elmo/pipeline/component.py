@@ -4,6 +4,7 @@ What reads the text (window, batch budget, caches, device, precision, frozen) is
 (``spacy-elmo.BiLM.v2``, the component's ``model``); what shapes the output (mix, gamma, set_tensor) and
 where the weights come from are the component's own.
 """
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union, cast
 
@@ -53,10 +54,19 @@ def make_elmo(
         "weighted" by ``mix_weights`` (normalised to sum 1); ``gamma`` scales every mix but "all".
     set_tensor: also write the mixed vectors to ``doc.tensor`` (``token.vector``, ``similarity``).
     """
-    return ElmoComponent(
+    component = ElmoComponent(
         nlp.vocab, model, name=name, weights=weights, options=options, mix=mix, mix_weights=mix_weights,
         gamma=gamma, set_tensor=set_tensor,
     )
+    _PIPELINES[component] = weakref.ref(nlp)
+    return component
+
+
+# The pipeline each component was made for (weakly: neither keeps the other alive, and the component stays
+# picklable), so that settings loaded from disk or bytes also reach the pipeline's config, which
+# ``nlp.to_disk`` writes as config.cfg.
+_PIPELINES: "weakref.WeakKeyDictionary[ElmoComponent, weakref.ref]" = weakref.WeakKeyDictionary()
+OUTPUT_SETTINGS = ("mix", "mix_weights", "gamma", "set_tensor")
 
 
 def _valid_mix_weights(weights: Sequence[float]) -> bool:
@@ -318,7 +328,7 @@ class ElmoComponent(TrainablePipe):
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
         deserializers = {
             "cfg": lambda p: self._load_cfg(srsly.read_json(p)),
-            "settings": lambda p: set_settings(self.model, BiLMSettings.from_dict(srsly.read_json(p))),
+            "settings": lambda p: self._load_settings(srsly.read_json(p)),
             "bilm": lambda p: set_bilm(self.model, load_native(p)),
         }
         util.from_disk(path, deserializers, exclude)
@@ -336,7 +346,7 @@ class ElmoComponent(TrainablePipe):
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
         deserializers = {
             "cfg": self._load_cfg,
-            "settings": lambda data: set_settings(self.model, BiLMSettings.from_dict(data)),
+            "settings": self._load_settings,
             "bilm": lambda data: set_bilm(self.model, bilm_from_bytes(data)),
         }
         util.from_bytes(bytes_data, deserializers, exclude)
@@ -345,3 +355,26 @@ class ElmoComponent(TrainablePipe):
     def _load_cfg(self, cfg: Dict) -> None:
         _check_output_settings(cfg)
         self.cfg = cfg
+        self._config_follows()
+
+    def _load_settings(self, data: Dict) -> None:
+        set_settings(self.model, BiLMSettings.from_dict(data))
+        self._config_follows()
+
+    def _config_follows(self) -> None:
+        """Write the settings the component now runs with into its pipeline's config (the paths in
+        ``weights`` / ``options`` stay: the biLM travels with the pipeline)."""
+        nlp = _PIPELINES.get(self, lambda: None)()
+        if nlp is None or self.name not in nlp.component_names:
+            return
+        config = nlp.get_pipe_config(self.name)  # the pipeline's own copy, which nlp.config is built from
+        for key in OUTPUT_SETTINGS:
+            if config.get(key) != self.cfg[key]:
+                config[key] = self.cfg[key]
+        model = config.get("model")
+        if not isinstance(model, dict) or model.get("@architectures") != "spacy-elmo.BiLM.v2":
+            kept = {"options": model["options"]} if isinstance(model, dict) and "options" in model else {}
+            config["model"] = model = {"@architectures": "spacy-elmo.BiLM.v2", **kept}
+        for key, value in self.settings.to_dict().items():
+            if model.get(key) != value:
+                model[key] = value

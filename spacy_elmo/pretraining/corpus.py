@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
+from ..files import existing
+
 JSONL_SUFFIXES = (".jsonl",)
 SPACY_SUFFIXES = (".spacy",)
 MAX_LINE_BYTES = 100_000
 HELDOUT_BUCKETS = 100_000
+READABLE = {"bad_json": "bad JSON records (not JSON, or no string 'text' / list-of-strings 'tokens')"}
 
 Item = Union[str, List[str]]  # raw text to tokenise, or the words of a ``.spacy`` Doc
 
@@ -43,7 +46,7 @@ class CorpusStats:
         parts = [f"{self.lines} lines used"]
         for name in ("blank", "undecodable", "binary", "bad_json"):
             if getattr(self, name):
-                parts.append(f"{getattr(self, name)} {name.replace('_', ' ')} skipped")
+                parts.append(f"{getattr(self, name)} {READABLE.get(name, name)} skipped")
         if self.cut:
             parts.append(f"{self.cut} over-long cut to {MAX_LINE_BYTES} bytes")
         return ", ".join(parts)
@@ -68,10 +71,8 @@ def check_paths(paths: Sequence[Union[str, Path]]) -> List[Path]:
             if not found:
                 raise ValueError(f"Input directory {path} contains no files")
             files.extend(found)
-        elif not path.exists():
-            raise FileNotFoundError(f"Input file not found: {path}")
         else:
-            files.append(path)
+            files.append(existing(path, "Input file"))  # a link loop or broken link is named as such
     if not files:
         raise ValueError("No input files given")
     for path in files:
@@ -103,6 +104,15 @@ def _read_lines(
 ) -> Iterator[Tuple[int, str]]:
     """``(offset of the next line, text)`` for every usable line from ``offset`` on (the next ``max_lines``
     lines, used or skipped, when given)."""
+    for after, text in _every_line(path, offset, stats, max_lines):
+        if text is not None:
+            yield after, text
+
+
+def _every_line(
+    path: Path, offset: int, stats: CorpusStats, max_lines: Optional[int] = None
+) -> Iterator[Tuple[int, Optional[str]]]:
+    """As :func:`_read_lines`, with ``None`` for each line skipped (counted in ``stats``)."""
     with path.open("rb") as handle:
         handle.seek(offset)
         n_read = 0
@@ -119,9 +129,7 @@ def _read_lines(
                     if not rest or rest.endswith(b"\n"):
                         break
                 stats.cut += 1
-            text = _decode(data, path, stats, cut)
-            if text is not None:
-                yield handle.tell(), text
+            yield handle.tell(), _decode(data, path, stats, cut)
 
 
 def _jsonl_item(line: str, path: Path, stats: CorpusStats) -> Optional[Item]:
@@ -131,10 +139,15 @@ def _jsonl_item(line: str, path: Path, stats: CorpusStats) -> Optional[Item]:
     except json.JSONDecodeError:
         stats.skip(path, "bad_json")
         return None
-    item = (record.get("text", record.get("tokens")) if isinstance(record, dict) else None)
-    if isinstance(item, list) and all(isinstance(w, str) for w in item):
-        item = [w for w in item if w and not w.isspace()]
-    elif not isinstance(item, str):
+    # "text" must be a string and "tokens" a list of strings: a record with another type in its field is
+    # malformed, like bad JSON (skipped and counted), and never read as the other kind of item
+    item: Any = None
+    if isinstance(record, dict) and isinstance(record.get("text"), str):
+        item = record["text"]
+    elif isinstance(record, dict) and "text" not in record and isinstance(record.get("tokens"), list) \
+            and all(isinstance(w, str) for w in record["tokens"]):
+        item = [w for w in record["tokens"] if w and not w.isspace()]
+    if item is None:
         stats.skip(path, "bad_json")
         return None
     if not item or (isinstance(item, str) and not item.strip()):
@@ -184,11 +197,22 @@ def read_items(
     if kind == "spacy":
         yield from _read_spacy(path, offset, stats, max_lines)
         return
-    for after, line in _read_lines(path, offset, stats, max_lines):
-        text = _jsonl_item(line, path, stats) if kind == "jsonl" else line
+    for after, item in every_item(path, offset, stats, max_lines):
+        if item is not None:
+            yield after, item
+
+
+def every_item(
+    path: Path, offset: int, stats: CorpusStats, max_lines: Optional[int] = None
+) -> Iterator[Tuple[int, Optional[Item]]]:
+    """As :func:`read_items` for a text or JSONL file, with ``None`` for each line skipped: a reader that
+    must know where every line ends (the shard plan)."""
+    kind = file_kind(path)
+    for after, line in _every_line(path, offset, stats, max_lines):
+        text = _jsonl_item(line, path, stats) if kind == "jsonl" and line is not None else line
         if text is not None:
             stats.lines += 1
-            yield after, text
+        yield after, text
 
 
 def numbered_items(
