@@ -224,7 +224,7 @@ def embed_cli(
     output: Path = Opt(..., "--output", "-o", help="Output directory: manifest.json and shards/ (and an HDF5 file per input)"),
     fmt: str = Opt("parquet", "--format", "-f", help="parquet (a row per line) or hdf5 (the old `allennlp elmo` layout)"),
     layers: str = Opt("all", "--layers", help="all, top or average"),
-    dtype: Optional[str] = Opt(None, "--dtype", help="float16 or float32 (default: float16 for parquet, float32 for hdf5)"),
+    dtype: str = Opt("float32", "--dtype", help="float32 (every reader) or float16: half the size; Parquet FLOAT16 is read by pyarrow, pandas, DuckDB 1.2+ and Ray, not by Spark or Trino"),
     tokenized: bool = Opt(False, "--tokenized", help="Lines are whitespace-tokenised already"),
     lang: str = Opt("en", "--lang", "-l", help="spaCy language code of the tokenizer"),
     model: Optional[str] = Opt(None, "--model", help="A saved spaCy pipeline to tokenise with; its sentence boundaries are used"),
