@@ -1,10 +1,10 @@
 """Spark (a real local[2] session, started and stopped here): :func:`embed_dataframe` gives the rows of
 :meth:`Embedder.embed`, loading one biLM per Python worker; Spark reads ``embed``'s default output (and refuses
 the float16 opt-in, as docs/embedding.md says); ``--engine spark`` writes the files of the local run."""
+import json
 import os
 import shutil
 import sys
-from pathlib import Path
 
 import numpy
 import pytest
@@ -150,16 +150,28 @@ def test_spark_reads_the_default_output_and_refuses_float16(spark, tiny_files, e
 
 
 def test_engine_spark_writes_the_files_of_the_local_run(spark, tiny_files, tmp_path):
+    from typer.testing import CliRunner
+
+    from spacy_elmo.cli import app
+
     options, weights = tiny_files
     corpus = tmp_path / "in.txt"
     corpus.write_text("\n".join(LINES) + "\n")
     settings = EmbedSettings(shard_lines=5, chunk_tokens=20)
     embed_corpus([corpus], tmp_path / "local", weights, options, settings, device="cpu", say=lambda _: None)
-    result = embed_corpus_on_spark([corpus], tmp_path / "spark", weights, options, settings, device="cpu",
-                                   say=lambda _: None)
-    assert result["manifest"]["complete"] and result["manifest"]["rows"] == len([x for x in LINES if x])
+    # the CLI on the active session (the fixture's local[2]): a task per shard
+    result = CliRunner().invoke(app, ["embed", str(corpus), "-w", str(weights), "-c", str(options), "-o",
+                                      str(tmp_path / "spark"), "--shard-lines", "5", "--chunk-tokens", "20",
+                                      "--engine", "spark", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "Spark (local[2]): 4 shard(s)" in result.output
+    manifest = json.loads((tmp_path / "spark" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["rows"] == len([x for x in LINES if x])
     shards = sorted((tmp_path / "local" / "shards").iterdir())
     assert len(shards) == 4
     for path in shards:
         assert path.read_bytes() == (tmp_path / "spark" / "shards" / path.name).read_bytes()
-    assert Path(tmp_path / "spark" / "manifest.json").exists()
+    # the Python API, resumed: every shard is finished, nothing is embedded again
+    again = embed_corpus_on_spark([corpus], tmp_path / "spark", weights, options, settings, resume=True,
+                                  device="cpu", say=lambda _: None)
+    assert again["manifest"]["rows"] == manifest["rows"]
