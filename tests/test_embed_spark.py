@@ -175,3 +175,17 @@ def test_engine_spark_writes_the_files_of_the_local_run(spark, tiny_files, tmp_p
     again = embed_corpus_on_spark([corpus], tmp_path / "spark", weights, options, settings, resume=True,
                                   device="cpu", say=lambda _: None)
     assert again["manifest"]["rows"] == manifest["rows"]
+
+
+def test_bad_calls_are_one_clear_error_on_the_driver(spark, tiny_files, tmp_path):
+    options, weights = tiny_files
+    df = spark.createDataFrame([(1, "x")], "id long, body string")
+    with pytest.raises(ValueError, match=r"needs a 'text' or 'tokens' column; the DataFrame has \['id', 'body'\]"):
+        embed_dataframe(df, weights, options)
+    texts = df.withColumnRenamed("body", "text")
+    with pytest.raises(ValueError, match="Spark has no float16 type"):
+        embed_dataframe(texts, weights, options, dtype="float16")
+    with pytest.raises(ValueError, match="needs its options.json"):
+        embed_dataframe(texts, weights)
+    with pytest.raises(FileNotFoundError, match="ELMo weights not found: .*missing.hdf5"):
+        embed_dataframe(texts, tmp_path / "missing.hdf5", options)
