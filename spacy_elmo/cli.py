@@ -224,7 +224,7 @@ def embed_cli(
     output: Path = Opt(..., "--output", "-o", help="Output directory: manifest.json and shards/ (and an HDF5 file per input)"),
     fmt: str = Opt("parquet", "--format", "-f", help="parquet (a row per line) or hdf5 (the old `allennlp elmo` layout)"),
     layers: str = Opt("all", "--layers", help="all, top or average"),
-    dtype: Optional[str] = Opt(None, "--dtype", help="float16 or float32 (default: float16 for parquet, float32 for hdf5)"),
+    dtype: str = Opt("float32", "--dtype", help="float32 (every reader) or float16: half the size; Parquet FLOAT16 is read by pyarrow, pandas, DuckDB 1.2+ and Ray, not by Spark or Trino"),
     tokenized: bool = Opt(False, "--tokenized", help="Lines are whitespace-tokenised already"),
     lang: str = Opt("en", "--lang", "-l", help="spaCy language code of the tokenizer"),
     model: Optional[str] = Opt(None, "--model", help="A saved spaCy pipeline to tokenise with; its sentence boundaries are used"),
@@ -236,14 +236,14 @@ def embed_cli(
     resume: bool = Opt(False, "--resume", help="Continue the run in --output, skipping finished shards"),
     device: str = Opt("auto", "--device", help="auto, cpu, cuda or cuda:N (under torchrun: the local rank's GPU)"),
     threads: int = Opt(0, "--threads", help="torch threads per process (0: torch's default)"),
-    engine: str = Opt("local", "--engine", help="local (one process, or torchrun's ranks) or ray"),
-    address: Optional[str] = Opt(None, "--address", help="Ray cluster address ('auto': a running cluster; default: a local Ray)"),
+    engine: str = Opt("local", "--engine", help="local (one process, or torchrun's ranks), ray (Ray actors) or spark (a Spark task per shard)"),
+    address: Optional[str] = Opt(None, "--address", help="Ray cluster address ('auto': a running cluster; default: a local Ray), or Spark master URL (default: PYSPARK_SUBMIT_ARGS's, else local[*])"),
     workers: int = Opt(0, "--workers", help="Ray actors (0: the cluster's CPUs / --cpus-per-worker)"),
     cpus_per_worker: float = Opt(1.0, "--cpus-per-worker", help="CPUs per Ray actor"),
     gpus_per_worker: float = Opt(0.0, "--gpus-per-worker", help="GPUs per Ray actor"),
 ) -> None:
     """Embed a corpus to ELMo vectors on disk: streaming, resumable, in shards. Run under torchrun, or with
-    --engine ray, to spread the shards over processes; the files are the same either way."""
+    --engine ray or spark, to spread the shards over processes; the files are the same either way."""
     import torch
 
     from .embedding import EmbedSettings, embed_corpus
@@ -251,8 +251,8 @@ def embed_cli(
     if threads:
         torch.set_num_threads(threads)
     with _one_line_errors():
-        if engine not in ("local", "ray"):
-            raise ValueError(f"--engine must be local or ray, got {engine!r}")
+        if engine not in ("local", "ray", "spark"):
+            raise ValueError(f"--engine must be local, ray or spark, got {engine!r}")
         settings = EmbedSettings(format=fmt, layers=layers, dtype=dtype, lang=lang, model=model, tokenized=tokenized,
                                  window=window, precision=precision, max_batch_tokens=batch_tokens,
                                  chunk_tokens=chunk_tokens, shard_lines=shard_lines)
@@ -261,6 +261,11 @@ def embed_cli(
 
             result = embed_corpus_on_ray(texts, output, weights, options, settings, resume, address, workers,
                                          cpus_per_worker, gpus_per_worker, device, say=msg.info)
+        elif engine == "spark":
+            from .embedding.spark import embed_corpus_on_spark
+
+            result = embed_corpus_on_spark(texts, output, weights, options, settings, resume, address, device, threads,
+                                           say=msg.info)
         else:
             result = embed_corpus(texts, output, weights, options, settings, resume, device)
     if result:

@@ -80,7 +80,7 @@ def test_parquet_float32_equals_embedder_exactly(tiny_files, corpus, tmp_path):
 
 
 def test_parquet_float16_is_the_rounding_of_the_exact_vectors(tiny_files, corpus, tmp_path, tiny_opts, tiny_arrays):
-    run(tiny_files, [corpus], tmp_path / "out")
+    run(tiny_files, [corpus], tmp_path / "out", dtype="float16")
     rows = read_parquet_rows(tmp_path / "out")
     exact = embedder(tiny_files).embed(spacy_tokens(LINES))
     for (_, _, words, got), want in zip(rows, exact):
@@ -108,13 +108,13 @@ def test_manifest_and_expected_size(tiny_files, corpus, tmp_path):
     options, weights = tiny_files
     embed_corpus([corpus], tmp_path / "out", weights, options, EmbedSettings(shard_lines=2), device="cpu",
                  say=messages.append)
-    assert messages[0].startswith("Expected size: about") and "192 bytes" in messages[0]  # 3 x 32 x float16
+    assert messages[0].startswith("Expected size: about") and "384 bytes" in messages[0]  # 3 x 32 x float32
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     import hashlib
 
     assert manifest["weights_sha256"] == hashlib.sha256(Path(weights).read_bytes()).hexdigest()
     assert manifest["options"]["lstm"]["projection_dim"] == 16 and manifest["complete"]
-    assert manifest["settings"]["dtype"] == "float16" and manifest["settings"]["shard_lines"] == 2
+    assert manifest["settings"]["dtype"] == "float32" and manifest["settings"]["shard_lines"] == 2
     assert [(s["first_line"], s["lines"], s["rows"]) for s in manifest["shards"]] == [(0, 2, 2), (2, 2, 2), (4, 1, 1)]
     for shard in manifest["shards"]:
         assert pq.read_metadata(tmp_path / "out" / shard["file"]).num_rows == shard["rows"]

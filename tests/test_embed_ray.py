@@ -60,3 +60,20 @@ def test_embed_dataset_gives_the_rows_of_the_cli(local_ray, tiny_files, corpus, 
             got, want = (t.column(name)[i].values.flatten().to_numpy().reshape(-1, 32) for t in (table, cli))
             # other batch-mates than the CLI's chunk: equal up to float32 rounding of other product shapes
             assert got.dtype == numpy.float32 and numpy.abs(got - want).max() <= 4e-6
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_ray_reads_the_default_output_and_the_float16_opt_in(local_ray, tiny_files, corpus, tmp_path, dtype):
+    options, weights = tiny_files
+    settings = EmbedSettings(shard_lines=6) if dtype == "float32" else EmbedSettings(shard_lines=6, dtype=dtype)
+    assert settings.dtype == dtype  # float32 is the default
+    embed_corpus([corpus], tmp_path / "out", weights, options, settings, device="cpu", say=lambda _: None)
+    want = pq.read_table(tmp_path / "out" / "shards").sort_by("line")
+    import pyarrow as pa
+
+    got = pa.concat_tables(ray.get(ray.data.read_parquet(str(tmp_path / "out" / "shards")).to_arrow_refs()))
+    got = got.sort_by("line")
+    assert got.column("line").to_pylist() == list(range(len(LINES)))
+    for name in ("tokens", "layer_0", "layer_1", "layer_2"):
+        assert got.schema.field(name).type == want.schema.field(name).type  # float16 read as float16
+        assert got.column(name).to_pylist() == want.column(name).to_pylist()

@@ -10,10 +10,9 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import numpy
 
 from .run import PathLike, expected_size, finish, finished_shards, progress_bar, start_main_run
-from .segment import Segmented
+from .columns import add_elmo_columns
 from .settings import EmbedSettings
 from .shards import Shard
-from .vectors import row_layers
 from .worker import Worker
 from .writers import Layout
 
@@ -48,32 +47,7 @@ class ElmoVectors:
         self.text_column, self.tokens_column = text_column, tokens_column
 
     def __call__(self, batch):
-        import pyarrow as pa
-
-        if self.tokens_column in batch.column_names:
-            items = [list(t) for t in batch.column(self.tokens_column).to_pylist()]
-        elif self.text_column in batch.column_names:
-            items = batch.column(self.text_column).to_pylist()
-        else:
-            raise ValueError(f"ElmoVectors needs a {self.text_column!r} or {self.tokens_column!r} column; the batch "
-                             f"has {batch.column_names}")
-        segments = self.worker.segmenter([i or "" for i in items])
-        layout = self.worker.layout
-        vectors = [layout.store(v) for v in _row_layers(self.worker, segments)]
-        out = batch.drop_columns([c for c in [self.tokens_column, *layout.columns] if c in batch.column_names])
-        out = out.append_column(self.tokens_column, pa.array([s.tokens for s in segments], pa.list_(pa.string())))
-        for name, column in layout.vector_columns(vectors).items():
-            out = out.append_column(name, column)
-        return out
-
-
-def _row_layers(worker: Worker, segments: Sequence[Segmented]):
-    """Layers per row; a row without tokens gets ``[L, 0, 2P]``."""
-    opts = worker.embedder.bilm.options
-    full = [s for s in segments if s.tokens]
-    computed = iter(row_layers(worker.embedder, full))
-    empty = numpy.zeros((opts.n_output_layers, 0, opts.output_dim), numpy.float32)
-    return [next(computed) if s.tokens else empty for s in segments]
+        return add_elmo_columns(self.worker, batch, self.text_column, self.tokens_column)
 
 
 def embed_dataset(ds, weights: PathLike, options: Optional[PathLike] = None, *, concurrency: int = 1,
@@ -81,7 +55,6 @@ def embed_dataset(ds, weights: PathLike, options: Optional[PathLike] = None, *, 
     """``ds`` with ELMo columns: ``map_batches`` over :class:`ElmoVectors`, ``concurrency`` actors of
     ``num_cpus`` / ``num_gpus`` each. ``kwargs``: ``text_column``, ``tokens_column``, ``device`` and the
     :class:`EmbedSettings` fields (``layers``, ``dtype``, ``lang``, ``window``, ``precision``...)."""
-    kwargs.setdefault("dtype", "float16")
     constructor = dict(weights=str(Path(weights).resolve()), threads=max(1, int(num_cpus)), **kwargs)
     if options is not None:
         constructor["options"] = str(Path(options).resolve())

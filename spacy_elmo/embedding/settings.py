@@ -4,28 +4,26 @@ from typing import Any, Dict, Optional
 
 FORMATS = ("parquet", "hdf5")
 LAYERS = ("all", "top", "average")
-DTYPES = ("float16", "float32")
+DTYPES = ("float32", "float16")
 RUNTIME_ONLY = ("max_batch_tokens", "cache_size")
 OPTION_NAMES = {"max_batch_tokens": "--batch-tokens"}  # the embed option of a setting named otherwise
-
-
-def default_dtype(fmt: str) -> str:
-    """float16 for Parquet (storage), float32 for HDF5 (as the old ``allennlp elmo`` wrote)."""
-    return "float16" if fmt == "parquet" else "float32"
+# Parquet FLOAT16 columns: read by these, refused by Spark (PARQUET_TYPE_ILLEGAL) and Trino; float32 by all
+FLOAT16_READERS = "pyarrow, pandas, DuckDB 1.2+, Ray (not Spark, Trino)"
 
 
 @dataclass(frozen=True)
 class EmbedSettings:
     """What the output depends on (besides the weights and the input).
 
-    ``dtype`` None: float16 for Parquet (storage), float32 for HDF5 (as the old ``allennlp elmo`` wrote).
+    ``dtype``: float32, which every Parquet reader reads and the old ``allennlp elmo`` wrote; float16 halves
+    the size, for Parquet readers that know its FLOAT16 type (:data:`FLOAT16_READERS`) and for HDF5.
     ``window``: longest sequence the biLM reads, as in the ``elmo`` component; longer lines (and each
     sentence, with ``model``) are read in pieces whose vectors are concatenated into the line's row.
     """
 
     format: str = "parquet"
     layers: str = "all"
-    dtype: Optional[str] = None
+    dtype: str = "float32"
     lang: str = "en"
     model: Optional[str] = None
     tokenized: bool = False
@@ -40,8 +38,6 @@ class EmbedSettings:
         for name, allowed in (("format", FORMATS), ("layers", LAYERS), ("precision", ("exact", "fast"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.dtype is None:
-            object.__setattr__(self, "dtype", default_dtype(self.format))
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name in ("window", "max_batch_tokens", "chunk_tokens", "shard_lines"):
@@ -53,8 +49,8 @@ class EmbedSettings:
 
     @property
     def storage_dtype(self) -> str:
-        """The dtype the vectors are stored in: ``dtype``, which ``__post_init__`` has filled in when None."""
-        return self.dtype if self.dtype is not None else default_dtype(self.format)
+        """The dtype the vectors are stored in."""
+        return self.dtype
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
