@@ -170,3 +170,20 @@ def test_embedder_empty_sentences(files):
     assert embedder.embed_batch([[]])[0].dtype == numpy.float32
     mixed = embedder.embed_batch([["a"], []])
     assert [list(a.shape) for a in mixed] == [expected["in_batch"][0][0], [3, 0, 32]]
+
+
+def test_state_dict_saved_from_allennlp_loads(files):
+    """A model fine-tuned with AllenNLP (every biLM parameter moved) saved its state dict under AllenNLP's
+    names: it loads, strictly, and gives AllenNLP's outputs."""
+    options, weights = files
+    state = {k[len("finetuned_state/"):]: torch.from_numpy(gold[k]) for k in gold.files if k.startswith("finetuned_state/")}
+    assert any(k.startswith("_elmo_lstm._elmo_lstm.forward_layer_1") for k in state)
+    elmo = Elmo(options, weights, 1, requires_grad=True, dropout=0.0).eval()
+    elmo.load_state_dict(state)
+    with torch.no_grad():
+        close(elmo(torch.from_numpy(gold["inputs"]))["elmo_representations"][0], "finetuned/rep0")
+    # and inside a larger model, under a prefix
+    outer = torch.nn.ModuleDict({"elmo": Elmo(options, weights, 1, dropout=0.0)}).eval()
+    outer.load_state_dict({f"elmo.{k}": v for k, v in state.items()})
+    with torch.no_grad():
+        close(outer["elmo"](torch.from_numpy(gold["inputs"]))["elmo_representations"][0], "finetuned/rep0")

@@ -17,6 +17,7 @@ from torch import nn
 from ..bilm.characters import BOS_IDS, EOS_IDS, MAX_CHARS, N_CHARACTERS, words_to_ids
 from ..bilm.model import BiLM
 from ..io import load_bilm
+from .state import is_allennlp_state, translate
 
 logger = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -133,8 +134,9 @@ class ElmoBiLm(nn.Module):
                 logger.warning("Fine-tuning ELMo with vocab_to_cache: the cached word vectors are trained as "
                                "a table of their own, no longer from the character CNN")
             vectors = self._cnn_vectors(vocab_to_cache)
-            self.register_buffer("_boundary_vectors", vectors[:2].clone())
+            self.register_buffer("_boundary_vectors", vectors[:2].clone(), persistent=False)
             self._word_embedding = nn.Embedding.from_pretrained(vectors[2:].clone(), freeze=not requires_grad)
+        self.register_load_state_dict_pre_hook(_read_allennlp_names)
 
     def _cnn_vectors(self, words: Sequence[str]) -> torch.Tensor:
         """The character-CNN vectors of ``<S>``, ``</S>`` and ``words``, in that order."""
@@ -184,6 +186,12 @@ class ElmoBiLm(nn.Module):
         tokens = torch.cat([bos.expand(batch, 1, width), words, words.new_zeros(batch, 1, width)], dim=1)
         is_eos = torch.arange(steps + 2, device=words.device).unsqueeze(0) == (lengths + 1).unsqueeze(1)
         return torch.where(is_eos.unsqueeze(-1), eos, tokens), lengths + 2
+
+
+def _read_allennlp_names(module: ElmoBiLm, state: Dict[str, torch.Tensor], prefix: str, *args: Any) -> None:
+    """A state dict saved from AllenNLP's ``Elmo`` names the biLM's parameters its own way: read them."""
+    if is_allennlp_state(state, prefix):
+        translate(state, prefix, module.bilm.options, "bilm")
 
 
 def _check_char_ids(inputs: torch.Tensor) -> None:

@@ -125,6 +125,16 @@ def elmo_cases(Elmo, batch_to_ids, options: Path, weights: Path, out: dict) -> N
         out[f"{key}/words"] = words.numpy()
         out[f"{key}/rep0"] = result["elmo_representations"][0].numpy()
         out[f"{key}/mask"] = result["mask"].numpy()
+    # a fine-tuned model's state dict: every biLM parameter moved, so that each one's reading is checked
+    elmo = Elmo(str(options), str(weights), 1, requires_grad=True, dropout=0.0).eval()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in elmo.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    reset(elmo)
+    with torch.no_grad():
+        out["finetuned/rep0"] = elmo(ids)["elmo_representations"][0].numpy()
+    out.update({f"finetuned_state/{k}": v.numpy() for k, v in elmo.state_dict().items()})
     # more than 3 dimensions: (2, 2, timesteps, 50)
     elmo = Elmo(str(options), str(weights), 1, dropout=0.0).eval()
     four = batch_to_ids(SENTENCES).view(2, 2, -1, 50)
