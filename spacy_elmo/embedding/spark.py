@@ -126,9 +126,8 @@ def output_schema(schema, tokens_column: str, columns: Sequence[str]):
 
 def _spec(spark, weights: PathLike, options: Optional[PathLike], settings: EmbedSettings, device: str,
           threads: int, ship: bool) -> Dict[str, Any]:
-    """What a Python worker needs to load the biLM: checked here, on the driver, once."""
+    """What a Python worker needs to load the biLM (whose files the caller has checked)."""
     weights = Path(weights).resolve()
-    bilm_options(weights, options)
     paths = [weights] + ([Path(options).resolve()] if options is not None else [])
     if ship:  # Spark copies them to every node; a worker finds its copy by name (SparkFiles.get)
         for path in paths:
@@ -163,7 +162,7 @@ def embed_dataframe(df, weights: PathLike, options: Optional[PathLike] = None, *
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if tokens_column not in df.columns and text_column not in df.columns:
         raise ValueError(f"embed_dataframe needs a {text_column!r} or {tokens_column!r} column; the DataFrame has {df.columns}")
-    opts = bilm_options(Path(weights), options)
+    opts = bilm_options(Path(weights), options)  # the files checked here, on the driver, once
     spec = _spec(df.sparkSession, weights, options, config, device, threads, ship)
     spec.update(batch_size=batch_size, text_column=text_column, tokens_column=tokens_column)
     columns = layer_columns(config.layers, opts.n_output_layers)
