@@ -97,10 +97,6 @@ class Check:
         print(f"[gpu_check] {name}: {record['status']} ({record['seconds']} s)"
               + (f" {record['error'].splitlines()[0][:300]}" if "error" in record else ""), flush=True)
 
-    def need_cuda(self) -> None:
-        if not self.cuda:
-            raise Skip("no CUDA")
-
     # the data: carried with the tree, or beside the checkout
 
     def corpus(self) -> Path:
