@@ -10,7 +10,8 @@ Parts, each run whatever happened before it, each recorded as ``{"status": "ok" 
 - ``tests``: the CUDA tests (``-k cuda``) and the component, listener, embed and pretraining tests, CUDA visible.
 - ``bilm_<size>``: ``bench_bilm.py``'s measure on the chosen device for each size, mode and batch budget:
   tokens/s from a cold character-CNN cache, GPU peak memory, max abs difference from the CPU exact path on the
-  same sentences.
+  same sentences; at budgets within ``lstm.GRAPH_TOKENS``, also with the LSTM's CUDA-graph switch on
+  (``exact+graphs``, ``fast+graphs``: the first pass, which captures, and a second).
 - ``pipe``: ``nlp.pipe`` with the ``elmo`` component (device "auto": the GPU when there is one).
 - ``train``: ``spacy train configs/ner_elmo.cfg --gpu-id 0`` on a slice of WNUT-17.
 - ``embed``: ``python -m spacy_elmo embed`` of about 100k tokens (10k with --quick).
@@ -95,10 +96,6 @@ class Check:
         self.save()
         print(f"[gpu_check] {name}: {record['status']} ({record['seconds']} s)"
               + (f" {record['error'].splitlines()[0][:300]}" if "error" in record else ""), flush=True)
-
-    def need_cuda(self) -> None:
-        if not self.cuda:
-            raise Skip("no CUDA")
 
     # the data: carried with the tree, or beside the checkout
 
@@ -239,8 +236,12 @@ def part_bilm(size: str) -> Callable[[Check], Figures]:
         budgets = check.args.budgets or ([4096, 16384] if check.quick else [4096, 8192, 16384, 32768, 65536, 131072, 262144])
         runs: List[Figures] = []
         deadline = time.perf_counter() + check.args.bench_seconds
+        from spacy_elmo.bilm.lstm import GRAPH_TOKENS
+
         for budget in budgets:
-            for mode in ("exact", "fast"):
+            # the CUDA-graph switch where it applies: batches within its padded-token limit
+            graphs = ["exact+graphs", "fast+graphs"] if check.args.graphs and budget <= GRAPH_TOKENS else []
+            for mode in ["exact", "fast", *graphs]:
                 if time.perf_counter() > deadline:
                     runs.append({"mode": mode, "budget": budget, "status": "skipped: the part's time budget is spent"})
                     continue
@@ -263,24 +264,41 @@ def part_bilm(size: str) -> Callable[[Check], Figures]:
 
 def _bilm_run(check: Check, bilm: Any, mode: str, budget: int, sentences: List[List[str]],
               reference: List[Any]) -> Figures:
-    """One timed embedding of ``sentences`` from a cold character-CNN cache, after a warm-up on the compared ones."""
+    """One timed embedding of ``sentences`` from a cold character-CNN cache, after a warm-up on the compared
+    ones. Mode ``<precision>+graphs``: the LSTM's CUDA-graph switch on (on a CPU, its fixed-shape loop on the
+    plain path); a first pass captures the graphs of the shapes it meets (timed apart), a second is timed."""
+    import contextlib
+
     import numpy
     import torch
 
-    from spacy_elmo.bilm import Embedder
+    from spacy_elmo.bilm import Embedder, cpu_kernels
+    from spacy_elmo.bilm.lstm import cuda_graphs
 
-    embedder = Embedder(bilm, max_batch_tokens=budget, precision=mode)
-    embedder.embed(sentences[: len(reference)])  # warm-up: kernels, allocator, autotuning
-    embedder.cache.clear()
-    if check.cuda:
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    out = embedder.embed(sentences)  # host arrays: the device is done when it returns
-    seconds = time.perf_counter() - start
+    precision, graphs = mode.split("+")[0], mode.endswith("+graphs")
+    n_tokens = sum(map(len, sentences))
+    figures: Figures = {"status": "ok"}
+    with contextlib.ExitStack() as stack:
+        if graphs:
+            stack.enter_context(cuda_graphs())
+            stack.enter_context(cpu_kernels.disabled())
+        embedder = Embedder(bilm, max_batch_tokens=budget, precision=precision)
+        embedder.embed(sentences[: len(reference)])  # warm-up: kernels, allocator, autotuning
+        if graphs:
+            embedder.cache.clear()
+            start = time.perf_counter()
+            embedder.embed(sentences)
+            figures["first_pass_tokens_per_s"] = round(n_tokens / (time.perf_counter() - start))
+        embedder.cache.clear()
+        if check.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        out = embedder.embed(sentences)  # host arrays: the device is done when it returns
+        seconds = time.perf_counter() - start
     diff = max(float(numpy.abs(a - b).max()) for a, b in zip(out, reference) if a.size)
-    return {"status": "ok", "tokens_per_s": round(sum(map(len, sentences)) / seconds), "seconds": round(seconds, 3),
+    return {**figures, "tokens_per_s": round(n_tokens / seconds), "seconds": round(seconds, 3),
             "max_abs_diff_from_cpu_exact": diff, **_gpu_memory()}
 
 
@@ -439,6 +457,8 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="+", type=int, default=None, help="batch budgets in padded tokens")
     parser.add_argument("--bench-tokens", type=int, default=0, help="tokens of each bilm run (0: 262,144; 3,000 quick)")
     parser.add_argument("--bench-seconds", type=float, default=100, help="time budget of each bilm part")
+    parser.add_argument("--no-graphs", dest="graphs", action="store_false",
+                        help="leave out the LSTM's CUDA-graph switch (measured on and off by default)")
     parser.add_argument("--tests-timeout", type=float, default=200)
     parser.add_argument("--train-timeout", type=float, default=150)
     parser.add_argument("--step-timeout", type=float, default=120, help="limit of each embed / pretrain command")

@@ -4,8 +4,14 @@ Weights keep TensorFlow's layout (``x @ W``, gate order i, j, f, o, forget bias 
 so that the published files map onto them one to one. The backward direction reads each sequence
 reversed within its own length, so both directions see left-aligned sequences sorted by length, and
 steps compute only the sequences still running.
+
+On CUDA the plain step loop launches a dozen small kernels per step, which caps a small batch at a few
+thousand tokens/s per row. :func:`cuda_graphs` (off by default) replays the loop as a captured CUDA graph
+instead: every row steps at every step (masked past its end, so the shapes are fixed) on padded shapes.
 """
-from typing import List, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +20,29 @@ from torch import nn
 from . import cpu_kernels
 from .options import LSTMOptions
 from .precision import autocast, ieee_fp32
+
+
+_GRAPHS: ContextVar[bool] = ContextVar("spacy_elmo_cuda_graphs", default=False)
+GRAPH_ROUND = 8  # rows and steps are padded up to a multiple of this, so that a graph serves many batches
+GRAPH_TOKENS = 8192  # the largest padded rows x steps captured (static gates: 2 x this x 4C); larger batches
+# keep the plain loop, whose launches they amortise
+GRAPH_LIMIT = 64  # graphs kept per layer (the oldest goes first)
+
+
+@contextmanager
+def cuda_graphs(enabled: bool = True) -> Iterator[None]:
+    """Inside the block, inference on CUDA replays the step loop as captured CUDA graphs (one per padded
+    shape, captured at its first use); elsewhere, and where gradients are recorded, the fixed-shape loop runs
+    as it is. A context variable: other threads keep theirs."""
+    token = _GRAPHS.set(enabled)
+    try:
+        yield
+    finally:
+        _GRAPHS.reset(token)
+
+
+def _round_up(n: int) -> int:
+    return -(-n // GRAPH_ROUND) * GRAPH_ROUND
 
 
 class BiLSTMLayer(nn.Module):
@@ -50,6 +79,8 @@ class BiLSTMLayer(nn.Module):
             time_major = x.transpose(1, 2).reshape(2, steps * batch, dim)
             bias = (self.bias + self.forget_bias).unsqueeze(1)
             gates_x = torch.baddbmm(bias, time_major, self.weight_ih).view(2, steps, batch, -1)
+            if _GRAPHS.get():
+                return self._fixed_shape(gates_x, batch_sizes, x.dtype).to(x.dtype)
             h = x.new_zeros(2, batch, self.weight_hh.shape[1])
             c = x.new_zeros(2, batch, self.weight_proj.shape[1])
             outputs: List[torch.Tensor] = []
@@ -64,6 +95,107 @@ class BiLSTMLayer(nn.Module):
                     h = h.clamp(-self.proj_clip, self.proj_clip)
                 outputs.append(F.pad(h, (0, 0, 0, batch - active)))
             return torch.stack(outputs, dim=2).to(x.dtype)  # out of autocast's bfloat16
+
+    def _masked_steps(self, gates_x: torch.Tensor, running: torch.Tensor, weight_hh: torch.Tensor,
+                      weight_proj: torch.Tensor, state_dtype: torch.dtype) -> torch.Tensor:
+        """The step loop on fixed shapes: every row steps at every step; ``running`` (``[T, B, 1]``, bool)
+        zeroes a row's output past its end. Rows never mix, so the rows that have ended change nothing.
+        The casts are autocast's own (products in the weights' dtype, the cell state in ``state_dtype``),
+        so that a capture without autocast computes what the plain loop computes under it."""
+        _, steps, batch, _ = gates_x.shape
+        h = gates_x.new_zeros(2, batch, weight_hh.shape[1], dtype=weight_hh.dtype)
+        c = gates_x.new_zeros(2, batch, weight_proj.shape[1], dtype=state_dtype)
+        outputs: List[torch.Tensor] = []
+        for t in range(steps):
+            i, j, f, o = torch.baddbmm(gates_x[:, t], h.to(weight_hh.dtype), weight_hh).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(j)
+            if self.cell_clip:
+                c = c.clamp(-self.cell_clip, self.cell_clip)
+            h = torch.bmm((torch.sigmoid(o) * torch.tanh(c)).to(weight_proj.dtype), weight_proj)
+            if self.proj_clip:
+                h = h.clamp(-self.proj_clip, self.proj_clip)
+            outputs.append(torch.where(running[t], h, 0.0))
+        return torch.stack(outputs, dim=2)
+
+    def _fixed_shape(self, gates_x: torch.Tensor, batch_sizes: Sequence[int], state_dtype: torch.dtype) -> torch.Tensor:
+        """``[2, B, T, P]`` from the input gates ``[2, T, B, 4C]``: replayed from a CUDA graph for inference on
+        CUDA within :data:`GRAPH_TOKENS`, else the fixed-shape loop run as it is."""
+        _, steps, batch, _ = gates_x.shape
+        running = torch.arange(batch).unsqueeze(0) < torch.tensor(list(batch_sizes)).unsqueeze(1)
+        running = running.unsqueeze(-1).to(gates_x.device)
+        rows, length = _round_up(batch), _round_up(steps)
+        if not gates_x.is_cuda or torch.is_grad_enabled() or rows * length > GRAPH_TOKENS:
+            # what a capture computes, uncaptured: the weights cast to the products' dtype, autocast off
+            weights = (self.weight_hh.to(gates_x.dtype), self.weight_proj.to(gates_x.dtype))
+            with torch.autocast(gates_x.device.type, enabled=False):
+                return self._masked_steps(gates_x, running, *weights, state_dtype)
+        area = self._graph_area(gates_x.dtype, state_dtype, gates_x.device)
+        graph = area.graph(self, length, rows)
+        area.weight_hh.copy_(self.weight_hh)  # cast to the products' dtype; follows any update of the weights
+        area.weight_proj.copy_(self.weight_proj)
+        gates, running_rows, out = area.views(length, rows)
+        gates.zero_()
+        gates[:, :steps, :batch].copy_(gates_x)
+        running_rows.zero_()
+        running_rows[:steps, :batch].copy_(running)
+        graph.replay()
+        return out[:, :batch, :steps].clone()
+
+    def _graph_area(self, dtype: torch.dtype, state_dtype: torch.dtype, device: torch.device) -> "_GraphArea":
+        areas: Dict[Tuple[torch.dtype, torch.dtype, torch.device], _GraphArea] = self.__dict__.setdefault("_graph_areas", {})
+        key = (dtype, state_dtype, device)
+        if key not in areas:
+            areas[key] = _GraphArea(self, dtype, state_dtype, device)
+        return areas[key]
+
+
+_POOLS: Dict[torch.device, "torch.cuda.graphs._POOL_HANDLE"] = {}
+
+
+class _GraphArea:
+    """The static tensors of one layer's graphs in one dtype (inputs each replay fills, the output it
+    writes), sized for :data:`GRAPH_TOKENS`, each graph viewing the front of them; and the graphs, one per
+    padded shape. All graphs share one memory pool per device for their temporaries: replays never overlap
+    and no temporary outlives its replay."""
+
+    def __init__(self, layer: BiLSTMLayer, dtype: torch.dtype, state_dtype: torch.dtype, device: torch.device) -> None:
+        self.cells, self.proj = layer.weight_proj.shape[1], layer.weight_hh.shape[1]
+        self.state_dtype = state_dtype
+        self.gates = torch.zeros(2 * GRAPH_TOKENS * 4 * self.cells, dtype=dtype, device=device)
+        self.running = torch.zeros(GRAPH_TOKENS, dtype=torch.bool, device=device)
+        self.out = torch.zeros(2 * GRAPH_TOKENS * self.proj, dtype=dtype, device=device)
+        self.weight_hh = layer.weight_hh.detach().to(dtype).clone()
+        self.weight_proj = layer.weight_proj.detach().to(dtype).clone()
+        self.graphs: Dict[Tuple[int, int], torch.cuda.CUDAGraph] = {}
+        if device not in _POOLS:
+            _POOLS[device] = torch.cuda.graph_pool_handle()
+        self.pool = _POOLS[device]
+
+    def views(self, steps: int, batch: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = steps * batch
+        return (self.gates[: 2 * n * 4 * self.cells].view(2, steps, batch, 4 * self.cells),
+                self.running[:n].view(steps, batch, 1), self.out[: 2 * n * self.proj].view(2, batch, steps, self.proj))
+
+    def graph(self, layer: BiLSTMLayer, steps: int, batch: int) -> torch.cuda.CUDAGraph:
+        """The graph of this padded shape, captured at its first use (the oldest goes beyond GRAPH_LIMIT)."""
+        if (steps, batch) not in self.graphs:
+            if len(self.graphs) >= GRAPH_LIMIT:
+                del self.graphs[next(iter(self.graphs))]
+            gates, running, out = self.views(steps, batch)
+            args = (gates, running, self.weight_hh, self.weight_proj, self.state_dtype)
+            device = gates.device
+            # a warm-up on a side stream first (cuBLAS workspaces, lazy initialisation), as capture needs;
+            # autocast off: the weights are cast already and the gates come in the products' dtype
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side), torch.autocast("cuda", enabled=False):
+                layer._masked_steps(*args)
+            torch.cuda.current_stream(device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool), torch.autocast("cuda", enabled=False):
+                out.copy_(layer._masked_steps(*args))
+            self.graphs[(steps, batch)] = graph
+        return self.graphs[(steps, batch)]
 
 
 class BiLSTM(nn.Module):
