@@ -45,7 +45,11 @@ class WordEmbedding(nn.Module):
         self.projection = nn.Linear(word_dim, projection_dim, bias=False)
 
     def forward(self, word_ids: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.embedding(word_ids))
+        vectors = self.embedding(word_ids)
+        # one [1, word_dim] product per token, so that a token's numbers do not depend on its batch-mates
+        # (one [n, word_dim] product rounds differently for different n)
+        weight = self.projection.weight.T.unsqueeze(0).expand(len(vectors), -1, -1)
+        return torch.bmm(vectors.unsqueeze(1), weight).squeeze(1)
 
 
 class CharacterEncoder(nn.Module):

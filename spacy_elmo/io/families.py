@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from ..bilm.model import BiLM
+from ..bilm.options import BiLMOptions
 from ..files import existing
 from . import efml
 from .hdf5 import load_hdf5
@@ -178,6 +179,36 @@ def _load_zip(path: Path, options: Optional[Path]) -> Tuple[BiLM, str]:
         return bilm, "nlpl" if family in ("nlpl", "native") else f"{family} (zip)"
 
 
+def model_options(weights: PathLike, options: Optional[PathLike] = None) -> BiLMOptions:
+    """The options (shapes) of a model of any family, without reading its weights."""
+    path = existing(weights, "ELMo weights")
+    family = family_of(path)
+    if family == "zip":
+        with zipfile.ZipFile(path) as archive:
+            names = {Path(n).name: n for n in archive.namelist()}
+            if efml.CONFIG_FILE in names and efml.CHAR_DIC in names:  # small files: read the folder's way
+                with tempfile.TemporaryDirectory() as tmp:
+                    wanted = [n for n in archive.namelist() if not n.endswith(".pkl") and not n.endswith("/")]
+                    archive.extractall(tmp, members=wanted)
+                    root = Path(tmp) / Path(names[efml.CONFIG_FILE]).parent
+                    return efml.options_from_architecture(*efml.architecture(root))[0]
+            if options is None and OPTIONS_FILE in names:
+                return _options_from_bytes(archive.read(names[OPTIONS_FILE]), f"{path}:{names[OPTIONS_FILE]}")
+    if family == "elmoformanylangs":
+        return efml.options_from_architecture(*efml.architecture(path))[0]
+    if options is not None:
+        return BiLMOptions.from_file(options)
+    folder = path if path.is_dir() else path.parent
+    return BiLMOptions.from_file(folder / OPTIONS_FILE)
+
+
+def _options_from_bytes(data: bytes, source: str) -> BiLMOptions:
+    try:
+        return BiLMOptions.from_dict(json.loads(data))
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from err
+
+
 def load_bilm(weights: PathLike, options: Optional[PathLike] = None) -> BiLM:
     """Load a biLM of any family (see :data:`FAMILIES`), recognised by its files."""
     return load_with_family(weights, options)[0]
@@ -198,4 +229,4 @@ def extract_vocabulary(weights: PathLike, limit: Optional[int] = None) -> List[s
     return vocabulary_of(path.parent, limit) if path.is_file() else []
 
 
-__all__ = ["load_bilm", "load_with_family", "family_of", "model_language", "extract_vocabulary", "FAMILIES"]
+__all__ = ["load_bilm", "load_with_family", "model_options", "family_of", "model_language", "extract_vocabulary", "FAMILIES"]

@@ -278,7 +278,7 @@ class ElmoComponent(TrainablePipe):
     def _check_language(self, nlp: Optional[Language]) -> None:
         """A biLM whose files declare a language (NLPL meta.json) other than the pipeline's: say so."""
         declared = model_language(self.bilm)
-        if nlp is not None and declared and declared.split("-")[0] != nlp.lang.split("-")[0]:
+        if nlp is not None and declared and declared.split("-")[0] != (nlp.lang or "").split("-")[0]:
             warnings.warn(
                 f"elmo: the biLM's files declare the language '{declared}', but the pipeline is '{nlp.lang}': "
                 f"its tokenizer feeds the biLM (use spacy.blank('{declared}') if that is the text's language)",
