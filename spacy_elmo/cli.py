@@ -37,7 +37,7 @@ def pretrain_cli(
     texts: List[Path] = Arg(..., help="Raw text: .txt (one sentence or paragraph per line), .jsonl ('text' field), .spacy files, or directories of them"),
     output: Path = Opt(..., "--output", "-o", help="Output directory: a native biLM plus LM head, checkpoint and log"),
     options: Optional[Path] = Opt(None, "--options", "-c", help="biLM options.json (published format) for a new biLM"),
-    init_weights: Optional[Path] = Opt(None, "--init-weights", help="Continue training this biLM: a native or pretrain output directory, or a published hdf5 file (with --init-options)"),
+    init_weights: Optional[Path] = Opt(None, "--init-weights", help="Continue training this biLM: a native or pretrain output directory, a published hdf5 file (with --init-options), an NLPL zip or folder, or an ELMoForManyLangs folder (these have no softmax: a new LM head is trained)"),
     init_options: Optional[Path] = Opt(None, "--init-options", help="options.json of the --init-weights hdf5 file"),
     dev: Optional[List[Path]] = Opt(None, "--dev", help="Held-out text (default: a stable --heldout fraction of the training lines)"),
     lang: str = Opt("en", "--lang", "-l", help="spaCy language code of the tokenizer"),

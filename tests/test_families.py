@@ -117,3 +117,51 @@ def test_german_pipeline_trains_ner_on_an_efml_model(tmp_path):
     for (ents, vectors), doc in zip(before, again.pipe(texts)):
         assert [(e.text, e.label_) for e in ents] == [(e.text, e.label_) for e in doc.ents]
         numpy.testing.assert_allclose(doc._.elmo, vectors, atol=1e-6)
+
+
+def test_options_of_every_family_without_the_weights(tmp_path, tiny_files):
+    """What scripts/train_with_bilm.py and `embed` read for the shapes: the loaded model's options."""
+    from spacy_elmo.io import model_options
+
+    folder = tmp_path / "assets" / "efml_xx"  # the project's fetch layout: a folder holding the zip
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(folder / "999.zip", "w") as z:
+        for path in (GOLDENS / "efml_small").iterdir():
+            z.write(path, f"xx.model/{path.name}")
+    want = load_bilm(GOLDENS / "efml_small").options
+    for path in (GOLDENS / "efml_small", folder / "999.zip", folder):
+        got = model_options(path)
+        assert (got.char_cnn, got.lstm) == (want.char_cnn, want.lstm), path
+    assert family_of(folder) == "zip" and load_with_family(folder)[1] == "elmoformanylangs (zip)"
+    options, weights = tiny_files
+    assert model_options(weights, options).lstm == load_bilm(weights, options).options.lstm
+
+
+def test_project_lists_the_other_languages():
+    import yaml
+
+    project = yaml.safe_load((Path(__file__).parents[1] / "project.yml").read_text(encoding="utf-8"))
+    efml = [a for a in project["assets"] if a["dest"].startswith("assets/elmo/efml_")]
+    assert len(efml) == 44 and len({a["dest"].split("/")[2] for a in efml}) == 44
+    ids = sorted(int(a["url"].rsplit("/", 1)[1].split(".")[0]) for a in efml)
+    assert ids == list(range(136, 180))
+    norelmo = [a for a in project["assets"] if a["dest"].startswith("assets/elmo/norelmo_")]
+    for asset in efml + norelmo:
+        assert asset["extra"] and "checksum" not in asset and "no public checksum" in asset["description"]
+        assert asset["url"].startswith("${vars.nlpl_url}/")
+    assert project["vars"]["nlpl_url"] == "http://vectors.nlpl.eu/repository"
+    commands = {c["name"]: c for c in project["commands"]}
+    for name in ("train-ner-published", "train-textcat-published"):
+        assert "--nlp.lang ${vars.lang}" in commands[name]["script"][0]
+    assert "lang" in project["vars"]
+
+
+def test_zip_with_meta_beside_the_model_folder(tmp_path):
+    archive = tmp_path / "142.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("meta.json", json.dumps({"corpus": [{"language": "deu"}]}))
+        z.writestr("README", "an ELMoForManyLangs model")
+        for path in (GOLDENS / "efml_small").iterdir():
+            z.write(path, f"de.model/{path.name}")
+    bilm, family = load_with_family(archive)
+    assert family == "elmoformanylangs (zip)" and model_language(bilm) == "de"

@@ -12,7 +12,7 @@ import json
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union, cast
 
 from ..bilm.model import BiLM
 from ..bilm.options import BiLMOptions
@@ -56,6 +56,8 @@ def family_of(path: Path) -> str:
         return "native"
     if _hdf5_in(path) is not None:
         return "nlpl"
+    if _zip_in(path) is not None:  # a folder holding the zip as downloaded (project assets)
+        return "zip"
     found = sorted(p.name for p in path.iterdir())[:8]
     raise ValueError(
         f"{path}: not a biLM model folder: expected one of: {'; '.join(FAMILIES)}; found {found or 'nothing'}"
@@ -67,6 +69,15 @@ def _hdf5_in(folder: Path) -> Optional[Path]:
         return folder / "model.hdf5"
     found = sorted(p for p in folder.iterdir() if p.suffix.lower() in HDF5_SUFFIXES and p.is_file())
     return found[0] if len(found) == 1 else None
+
+
+def _zip_in(folder: Path) -> Optional[Path]:
+    found = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return found[0] if len(found) == 1 and found[0].suffix.lower() == ".zip" and found[0].is_file() else None
+
+
+def _archive(path: Path) -> Path:
+    return path if path.is_file() else cast(Path, _zip_in(path))
 
 
 def language_of(folder: Path) -> Optional[str]:
@@ -121,17 +132,24 @@ def model_language(bilm: BiLM) -> Optional[str]:
 
 
 def _model_root(folder: Path) -> Path:
-    """The folder inside an extracted zip that holds the model: the top, or its one subfolder."""
+    """The folder inside an extracted zip that holds the model: the top, or a folder inside it."""
     entries = [p for p in folder.iterdir() if not p.name.startswith(("__MACOSX", "."))]
     if len(entries) == 1 and entries[0].is_dir():
-        return entries[0]
+        return _model_root(entries[0])
+    for candidate in [folder, *sorted(p for p in entries if p.is_dir())]:
+        try:
+            family_of(candidate)
+            return candidate
+        except ValueError:
+            continue
     return folder
 
 
-def _load_folder(path: Path, options: Optional[Path]) -> Tuple[BiLM, str]:
+def _load_folder(path: Path, options: Optional[Path], top: Optional[Path] = None) -> Tuple[BiLM, str]:
     family = family_of(path)
+    language = language_of(path) or (language_of(top) if top is not None else None)
     if family == "elmoformanylangs":
-        return efml.load_efml(path, language_of(path)), family
+        return efml.load_efml(path, language), family
     if family == "native":
         return load_native(path), family
     hdf5 = _hdf5_in(path)
@@ -139,7 +157,7 @@ def _load_folder(path: Path, options: Optional[Path]) -> Tuple[BiLM, str]:
     opts = options or path / OPTIONS_FILE
     if not opts.is_file():
         raise ValueError(f"{path}: an NLPL model folder needs {OPTIONS_FILE} beside {hdf5.name}; missing")
-    return with_language(load_hdf5(opts, hdf5), language_of(path)), family
+    return with_language(load_hdf5(opts, hdf5), language), family
 
 
 def load_with_family(weights: PathLike, options: Optional[PathLike] = None) -> Tuple[BiLM, str]:
@@ -148,7 +166,7 @@ def load_with_family(weights: PathLike, options: Optional[PathLike] = None) -> T
     opts = None if options is None else Path(options)
     family = family_of(path)
     if family == "zip":
-        return _load_zip(path, opts)
+        return _load_zip(_archive(path), opts)
     if family == "published":
         if opts is None:
             beside = path.parent / OPTIONS_FILE
@@ -173,7 +191,7 @@ def _load_zip(path: Path, options: Optional[Path]) -> Tuple[BiLM, str]:
             raise ValueError(f"{path}: cannot extract the zip archive (truncated?): {err}") from err
         root = _model_root(Path(tmp))
         try:
-            bilm, family = _load_folder(root, options)
+            bilm, family = _load_folder(root, options, Path(tmp))
         except ValueError as err:
             raise ValueError(f"{path} (zip): {str(err).replace(str(root), '<zip>')}") from err
         return bilm, "nlpl" if family in ("nlpl", "native") else f"{family} (zip)"
@@ -184,7 +202,7 @@ def model_options(weights: PathLike, options: Optional[PathLike] = None) -> BiLM
     path = existing(weights, "ELMo weights")
     family = family_of(path)
     if family == "zip":
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(_archive(path)) as archive:
             names = {Path(n).name: n for n in archive.namelist()}
             if efml.CONFIG_FILE in names and efml.CHAR_DIC in names:  # small files: read the folder's way
                 with tempfile.TemporaryDirectory() as tmp:
