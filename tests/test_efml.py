@@ -193,3 +193,23 @@ def test_unknown_family(tmp_path):
     with pytest.raises(ValueError, match="not a biLM model folder: expected one of") as err:
         load_bilm(tmp_path)
     assert "\n" not in str(err.value) and "readme.txt" in str(err.value)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_EFML_TOKENS = load_bilm(GOLDENS / "efml_small").tokens
+_EFML_CHARS = R.read_efml_dic(GOLDENS / "efml_small" / "char.dic")
+_EFML_WORDS = R.read_efml_dic(GOLDENS / "efml_small" / "word.dic")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=70), st.sampled_from(["<bos>", "<eos>", "<pad>", "<oov>", "Zürich", "булок"])),
+                min_size=1, max_size=6))
+def test_token_ids_property(words):
+    """Any tokens: the ids are the package's (shifted by one), the word ids its lookup of the cut token."""
+    chars, word_ids = _EFML_TOKENS.ids(words)
+    for row, word in enumerate(words):
+        cut = R.efml_tokens([word], 50)[1]
+        assert chars[row].tolist() == [i + 1 for i in R.efml_char_ids(cut, _EFML_CHARS, 50)]
+        assert word_ids is not None and word_ids[row] == _EFML_WORDS.get(cut, _EFML_WORDS["<oov>"])
+        assert chars[row].min() >= 1 and chars[row].max() < _EFML_TOKENS.n_characters
