@@ -37,7 +37,7 @@ def pretrain_cli(
     texts: List[Path] = Arg(..., help="Raw text: .txt (one sentence or paragraph per line), .jsonl ('text' field), .spacy files, or directories of them"),
     output: Path = Opt(..., "--output", "-o", help="Output directory: a native biLM plus LM head, checkpoint and log"),
     options: Optional[Path] = Opt(None, "--options", "-c", help="biLM options.json (published format) for a new biLM"),
-    init_weights: Optional[Path] = Opt(None, "--init-weights", help="Continue training this biLM: a native or pretrain output directory, or a published hdf5 file (with --init-options)"),
+    init_weights: Optional[Path] = Opt(None, "--init-weights", help="Continue training this biLM: a native or pretrain output directory, a published hdf5 file (with --init-options), an NLPL zip or folder, or an ELMoForManyLangs folder (these have no softmax: a new LM head is trained)"),
     init_options: Optional[Path] = Opt(None, "--init-options", help="options.json of the --init-weights hdf5 file"),
     dev: Optional[List[Path]] = Opt(None, "--dev", help="Held-out text (default: a stable --heldout fraction of the training lines)"),
     lang: str = Opt("en", "--lang", "-l", help="spaCy language code of the tokenizer"),
@@ -144,26 +144,34 @@ def evaluate_cli(
 
 @app.command("export")
 def export_cli(
-    model: Path = Arg(..., help="A native biLM directory (e.g. a pretrain output)"),
-    output: Path = Arg(..., help="Directory for options.json and weights.hdf5 (published bilm-tf/AllenNLP layout)"),
+    model: Path = Arg(..., help="A native biLM directory (e.g. a pretrain output), or any model folder load_bilm reads"),
+    output: Path = Arg(..., help="Directory for options.json and weights.hdf5 (published bilm-tf/AllenNLP layout); "
+                                 "for an ELMoForManyLangs model, its own folder layout"),
 ) -> None:
-    """Export a biLM to the published options.json + weights.hdf5 layout."""
-    from .io import load_native, save_hdf5
+    """Export a biLM to its family's published form: options.json + weights.hdf5 (bilm-tf, AllenNLP, NLPL), or
+    an ELMoForManyLangs folder (config.json, char.dic, word.dic, two state dicts) for a model with its
+    character vocabulary, which has no hdf5 form."""
+    from .io import load_bilm, save_efml, save_hdf5
 
     with _one_line_errors():
-        bilm = load_native(model)
+        bilm = load_bilm(model)
         output.mkdir(parents=True, exist_ok=True)
-        save_hdf5(bilm, output / "options.json", output / "weights.hdf5")
-    msg.good(f"Exported to {output / 'options.json'} and {output / 'weights.hdf5'}")
+        if bilm.tokens.kind == "elmoformanylangs":
+            save_efml(bilm, output)
+            written = f"{output} (ELMoForManyLangs layout)"
+        else:
+            save_hdf5(bilm, output / "options.json", output / "weights.hdf5")
+            written = f"{output / 'options.json'} and {output / 'weights.hdf5'}"
+    msg.good(f"Exported to {written}")
 
 
 @app.command("convert")
 def convert_cli(
-    weights: Path = Arg(..., help="A published hdf5 weight file (AllenNLP / bilm-tf layout)"),
-    output: Path = Arg(..., help="Directory for the native biLM (options.json + weights.pt)"),
+    weights: Path = Arg(..., help="A published hdf5 weight file, an NLPL zip or folder, or an ELMoForManyLangs folder"),
+    output: Path = Arg(..., help="Directory for the native biLM (options.json + weights.pt [+ tokens.json])"),
     options: Optional[Path] = Opt(None, "--options", "-c", help="The hdf5 file's options.json (default: options.json or the published name beside it)"),
 ) -> None:
-    """Convert a published hdf5 biLM to a native biLM directory, which loads without h5py."""
+    """Convert a biLM of any family to a native biLM directory, which loads without h5py and without pickle."""
     from .io.info import convert
 
     with _one_line_errors():
@@ -174,8 +182,12 @@ def convert_cli(
 def _info_rows(info: dict) -> List[tuple]:
     opts, params, sizes = info["options"], info["parameters"], info["sizes"]
     cnn, lstm = opts["char_cnn"], opts["lstm"]
+    vocab = info["vocabulary"]
     rows = [
         ("kind", info["kind"]),
+        ("language", info["language"] or "not declared"),
+        ("token ids", vocab["token_ids"] + (f": {vocab['characters']:,} characters, {vocab['words']:,} words "
+                                             f"(word embedding {vocab['word_dim']})" if "characters" in vocab else "")),
         ("options", info["options_file"]),
         ("parameters", f"{params['total']:,} ({params['total'] / 1e6:.1f}M: character CNN {params['token_encoder']:,}, "
                        f"LSTM {params['lstm']:,})"),
@@ -201,7 +213,7 @@ def _info_rows(info: dict) -> List[tuple]:
 
 @app.command("info")
 def info_cli(
-    path: Path = Arg(..., help="A published hdf5 weight file, a native biLM directory or a pretrain output"),
+    path: Path = Arg(..., help="A published hdf5 weight file, a native biLM directory, a pretrain output, an NLPL zip or folder, or an ELMoForManyLangs folder"),
     options: Optional[Path] = Opt(None, "--options", "-c", help="The hdf5 file's options.json (default: options.json or the published name beside it)"),
     as_json: bool = Opt(False, "--json", help="Print the facts as JSON"),
 ) -> None:

@@ -182,3 +182,91 @@ def adaptive_log_probs(head: Dict[str, numpy.ndarray], cutoffs: Sequence[int], v
         tail = log_softmax(states @ h[f"tail.{i}.0.weight"].T @ h[f"tail.{i}.1.weight"].T)
         out[:, start:stop] = tail + head_lp[:, bounds[0] + i : bounds[0] + i + 1]
     return out
+
+
+# -- ELMoForManyLangs, written from its package's code (elmo.read_list, frontend.create_one_batch,
+# ConvTokenEmbedder, Highway, ElmobiLm, LstmCellWithProjection), on its own state dict names --------------
+
+
+def read_efml_dic(path: Path) -> Dict[str, int]:
+    """``char.dic`` / ``word.dic`` as the package reads them (a line left with only its id: U+3000)."""
+    table = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.strip().split("\t")
+        if fields == [""]:
+            continue
+        if len(fields) == 1:
+            fields.insert(0, "\u3000")
+        table[fields[0]] = int(fields[1])
+    return table
+
+
+def efml_tokens(sentence: Sequence[str], max_chars: int) -> List[str]:
+    """``<bos>`` + the tokens cut to ``max_chars - 2`` characters + ``<eos>``."""
+    return ["<bos>", *(w[: max_chars - 2] if len(w) + 2 > max_chars else w for w in sentence), "<eos>"]
+
+
+def efml_char_ids(token: str, chars: Dict[str, int], max_chars: int) -> List[int]:
+    """The package's ids (not shifted): ``<eow>``'s id first and ``<bow>``'s last, as its code swaps them."""
+    ids = [chars["<eow>"]]
+    ids += [chars[token]] if token in ("<bos>", "<eos>") else [chars.get(c, chars["<oov>"]) for c in token]
+    ids.append(chars["<bow>"])
+    return ids + [chars["<pad>"]] * (max_chars - len(ids))
+
+
+def efml_layers(embedder: Dict[str, numpy.ndarray], encoder: Dict[str, numpy.ndarray], arch: dict,
+                chars: Dict[str, int], words, sentence: Sequence[str]) -> numpy.ndarray:
+    """``[n_layers + 1, len(sentence), 2P]`` float64, sentence marks removed."""
+    e = {k: v.astype(numpy.float64) for k, v in embedder.items()}
+    emb, enc = arch["token_embedder"], arch["encoder"]
+    max_chars = emb["max_characters_per_token"]
+    tokens = efml_tokens(sentence, max_chars)
+    vectors = []
+    for token in tokens:
+        x = e["char_emb_layer.embedding.weight"][efml_char_ids(token, chars, max_chars)]  # [max_chars, char_dim]
+        feats = []
+        for i, (width, _) in enumerate(emb["filters"]):
+            w = e[f"convolutions.{i}.weight"]  # [count, char_dim, width]
+            conv = numpy.stack([numpy.einsum("kc,ock->o", x[p : p + width], w)
+                                for p in range(max_chars - width + 1)]) + e[f"convolutions.{i}.bias"]
+            act = numpy.tanh if emb["activation"] == "tanh" else (lambda v: numpy.maximum(v, 0.0))
+            feats.append(act(conv.max(axis=0)))
+        h = numpy.concatenate(feats)
+        n = len(h)
+        for k in range(emb["n_highway"]):
+            z = e[f"highways._layers.{k}.weight"] @ h + e[f"highways._layers.{k}.bias"]
+            gate = sigmoid(z[n:])
+            h = gate * h + (1 - gate) * numpy.maximum(z[:n], 0.0)
+        if emb["word_dim"] > 0:
+            word = e["word_emb_layer.embedding.weight"][words.get(token, words["<oov>"])]
+            h = numpy.concatenate([word, h])
+        vectors.append(e["projection.weight"] @ h + e["projection.bias"])
+    x = numpy.stack(vectors)
+    c_dim, clip_c, clip_p = enc["dim"], enc["cell_clip"], enc["proj_clip"]
+    layers = [numpy.concatenate([x, x], axis=-1)]
+    inputs = {"forward": x, "backward": x}
+    for layer in range(enc["n_layers"]):
+        outs = {}
+        for name in ("forward", "backward"):
+            cell = {k.split(".", 1)[1]: v.astype(numpy.float64) for k, v in encoder.items()
+                    if k.startswith(f"{name}_layer_{layer}.")}
+            seq = inputs[name] if name == "forward" else inputs[name][::-1]
+            h, c, out = numpy.zeros(enc["projection_dim"]), numpy.zeros(c_dim), []
+            for t in range(len(seq)):
+                z = cell["input_linearity.weight"] @ seq[t] + cell["state_linearity.weight"] @ h + cell["state_linearity.bias"]
+                i, f, g, o = numpy.split(z, 4)  # its order: input, forget, memory, output
+                c = sigmoid(i) * numpy.tanh(g) + sigmoid(f) * c
+                if clip_c:
+                    c = numpy.clip(c, -clip_c, clip_c)
+                h = cell["state_projection.weight"] @ (sigmoid(o) * numpy.tanh(c))
+                if clip_p:
+                    h = numpy.clip(h, -clip_p, clip_p)
+                out.append(h)
+            result = numpy.stack(out)
+            result = result if name == "forward" else result[::-1]
+            if layer > 0:
+                result = result + inputs[name]
+            outs[name] = result
+        layers.append(numpy.concatenate([outs["forward"], outs["backward"]], axis=-1))
+        inputs = outs
+    return numpy.stack(layers)[:, 1:-1]

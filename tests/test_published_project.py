@@ -51,7 +51,7 @@ def extra_assets(project: Path, base: str) -> Dict[str, str]:
     """``{dest: url}`` of the project's extra assets with ``vars.elmo_url = base``."""
     from weasel.util import load_project_config
 
-    config = load_project_config(project, overrides={"vars.elmo_url": base})
+    config = load_project_config(project, overrides={"vars.elmo_url": base, "vars.nlpl_url": base})
     return {a["dest"]: a["url"] for a in config["assets"] if a.get("extra")}
 
 
@@ -60,6 +60,17 @@ def serve_tiny_models(root: Path, base: str, assets: Dict[str, str]) -> Dict[str
     served = {}
     for seed, (dest, url) in enumerate(sorted(assets.items())):
         model = Path(dest).parent.name
+        target = root / urlparse(url).path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if model not in PROJECTIONS:  # another language's model (NLPL): a zip of a tiny model in its layout
+            import zipfile
+
+            source = Path(__file__).parent / "goldens" / "efml_small"
+            with zipfile.ZipFile(target, "w") as archive:
+                for path in source.iterdir():
+                    archive.write(path, f"{model}/{path.name}")
+            served[dest] = target.read_bytes()
+            continue
         opts = R.options_dict(32, PROJECTIONS[model], 1, R.FILTERS_TINY, 4)
         options, weights = R.write_published(root / "made" / model, opts, R.random_published_arrays(opts, seed))
         target = root / urlparse(url).path.lstrip("/")
@@ -98,12 +109,13 @@ def test_published_assets_from_a_local_server(tmp_path):
     project = copy_project(tmp_path)
     with serving(tmp_path / "served") as (base, requests):
         assets = extra_assets(project, base)
-        assert sorted(Path(d).parent.name for d in assets) == sorted(2 * list(PROJECTIONS))
+        english = [Path(d).parent.name for d in assets if Path(d).parent.name in PROJECTIONS]
+        assert sorted(english) == sorted(2 * list(PROJECTIONS)) and len(assets) == len(english) + 44 + 3
         served = serve_tiny_models(tmp_path / "served", base, assets)
         # the data first (from the shared folder; `assets` skips the extra ones), then every published model
         assert succeeded(run("run", "assets", str(project), *overrides(shared_data=SHARED_DATA)))
         assert not (project / "assets" / "elmo").exists() and not requests
-        assert succeeded(run("assets", str(project), "--extra", *overrides(elmo_url=base)))
+        assert succeeded(run("assets", str(project), "--extra", *overrides(elmo_url=base, nlpl_url=base)))
     for dest, data in served.items():
         assert (project / dest).read_bytes() == data, dest
     assert sorted(path for path, code in requests if code == 200) == sorted(urlparse(u).path for u in assets.values())

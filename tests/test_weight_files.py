@@ -58,9 +58,12 @@ def test_missing_options_file(tiny_files, tmp_path):
         load_bilm(tiny_files[1], tmp_path / "options-missing.json")
 
 
-def test_hdf5_without_options(tiny_files):
+def test_hdf5_without_options(tiny_files, tmp_path):
+    alone = tmp_path / "weights.hdf5"  # no options.json beside it either
+    alone.write_bytes(tiny_files[1].read_bytes())
     with pytest.raises(ValueError, match="needs its options.json"):
-        load_bilm(tiny_files[1])
+        load_bilm(alone)
+    assert load_bilm(tiny_files[1]) is not None  # options.json beside the file is found
 
 
 def test_truncated_hdf5(tiny_files, tmp_path):

@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .characters import PADDING_ID
 from .forks import on_fork
 from .precision import needs_grad, operand_dtype
 
@@ -121,7 +120,7 @@ def encode_tokens(encoder: "CharacterEncoder", char_ids: torch.Tensor) -> torch.
         return char_ids.new_zeros(0, encoder.projection.out_features, dtype=torch.float32)
     # characters before the padding: a published token is contiguous characters, then padding (rows of
     # id 0, padded token positions, give identical windows, so count as length 0)
-    lengths = ((char_ids != PADDING_ID) & (char_ids != 0)).sum(dim=1)
+    lengths = ((char_ids != encoder.padding_id) & (char_ids != 0)).sum(dim=1)
     order = torch.argsort(lengths, stable=True)
     starts = torch.minimum(lengths[order] + 1, lengths.new_tensor(n_chars)).tolist()
     pieces: List[torch.Tensor] = []

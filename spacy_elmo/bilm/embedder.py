@@ -5,7 +5,6 @@ from typing import Callable, Dict, Hashable, List, Sequence, Tuple
 import numpy
 import torch
 
-from .characters import BOS_IDS, EOS_IDS, words_to_ids
 from .model import BiLM
 from .precision import check_mode, current_mode, precision
 
@@ -65,16 +64,14 @@ class TokenVectorCache:
         return self.store.index_select(0, index)
 
 
-def _char_ids(keys: Sequence[Hashable]) -> numpy.ndarray:
-    ids = words_to_ids([k if isinstance(k, str) else "" for k in keys])
-    for row, key in enumerate(keys):
-        if not isinstance(key, str):
-            ids[row] = BOS_IDS if key == _BOS else EOS_IDS
-    return ids
+def _words(bilm: BiLM, keys: Sequence[Hashable]) -> List[str]:
+    """The keys as the biLM's token strings: the int keys are its sentence marks."""
+    marks = {_BOS: bilm.tokens.bos, _EOS: bilm.tokens.eos}
+    return [k if isinstance(k, str) else marks[k] for k in keys]  # type: ignore[index]
 
 
 def _encode(bilm: BiLM, keys: Sequence[Hashable], device: torch.device) -> torch.Tensor:
-    return bilm.encode_tokens(torch.from_numpy(_char_ids(keys)).to(device))
+    return bilm.encode_words(_words(bilm, keys), device)
 
 
 def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> List[List[int]]:

@@ -13,8 +13,7 @@ from tqdm import tqdm
 import torch.distributed as dist
 
 from ..about import __version__
-from ..bilm.options import BiLMOptions
-from ..io.native import OPTIONS_FILE
+from ..io.families import model_options
 from ..pretraining import distributed
 from ..pretraining.corpus import Item, check_paths
 from ..files import leftovers
@@ -32,13 +31,9 @@ POLL_SECONDS = 0.5
 
 def build_manifest(files: Sequence[Path], shards: Sequence[Shard], weights: Path, options: Optional[PathLike],
                    settings: EmbedSettings) -> Dict[str, Any]:
-    if weights.is_dir():
-        options_file: PathLike = weights / OPTIONS_FILE
-    elif options is None:
+    if weights.is_file() and weights.suffix.lower() != ".zip" and options is None:
         raise ValueError(f"{weights}: a published hdf5 weight file needs its options.json (--options)")
-    else:
-        options_file = options
-    opts = BiLMOptions.from_file(options_file)
+    opts = model_options(weights, options)  # any family, without reading its weights
     layout = Layout(settings.layers, opts.n_output_layers, opts.output_dim, settings.storage_dtype)
     return {"spacy_elmo": __version__, "format": settings.format, "layout": layout.to_dict(),
             "settings": settings.output_dict(), "options": opts.to_dict(), "weights": str(weights),

@@ -189,6 +189,8 @@ def load_hdf5(options_path: Union[str, Path], weight_path: Union[str, Path]) -> 
 
 def save_hdf5(bilm: BiLM, options_path: Union[str, Path], weight_path: Union[str, Path]) -> None:
     """Write ``bilm`` in the published layout (readable by AllenNLP and bilm-tf)."""
+    if bilm.tokens.to_dict() is not None:  # its characters are not UTF-8 bytes: the layout cannot hold them
+        raise ValueError(f"a biLM with {bilm.tokens.kind} token ids has no published hdf5 form (export writes its own layout)")
     h5py = _h5py()
     options = bilm.options
     bilm.options.to_file(options_path)

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 from ..bilm.model import BiLM
-from ..files import existing, existing_file
+from ..bilm.token_ids import CharVocabulary
+from ..files import existing
+from .families import extract_vocabulary, family_of, load_with_family, model_language
 from .hdf5 import load_hdf5
 from .native import OPTIONS_FILE, WEIGHTS_FILE, load_native, save_native
 
@@ -53,7 +55,12 @@ def _located(path: PathLike) -> Path:
 
 
 def _load(path: Path, options: Optional[PathLike]) -> Tuple[str, BiLM, Dict[str, Any]]:
-    """``(kind, biLM, extra facts)`` for a published hdf5 file or a native directory."""
+    """``(kind, biLM, extra facts)`` for a published hdf5 file, a native directory, an NLPL zip or folder, or an
+    ELMoForManyLangs folder."""
+    family = family_of(path)
+    if family in ("zip", "nlpl", "elmoformanylangs"):
+        bilm, kind = load_with_family(path, options)
+        return kind, bilm, {"options_file": str(options or (path / OPTIONS_FILE if family == "nlpl" else path))}
     if path.is_file():
         options_path = Path(options) if options is not None else find_options(path)
         return "hdf5", load_hdf5(options_path, path), {"options_file": str(options_path)}
@@ -65,10 +72,20 @@ def describe(path: PathLike, options: Optional[PathLike] = None) -> Dict[str, An
     path = _located(path)
     kind, bilm, facts = _load(path, options)
     files = [path, Path(facts["options_file"])] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    files = [f for f in dict.fromkeys(files) if f.is_file()]
     opts = bilm.options
+    tokens = bilm.tokens
+    vocabulary: Dict[str, Any] = {"token_ids": tokens.kind}
+    if isinstance(tokens, CharVocabulary):
+        vocabulary.update(characters=len(tokens.characters), words=len(tokens.words or {}), word_dim=tokens.word_dim,
+                          max_chars=tokens.max_chars)
+    else:
+        vocabulary["nlpl_vocab_words"] = len(extract_vocabulary(path)) if kind.startswith("nlpl") else 0
     return {
         "path": str(path),
         "kind": kind,
+        "language": model_language(bilm),
+        "vocabulary": vocabulary,
         **facts,
         "options": opts.to_dict(),
         "parameters": {"total": count_parameters(bilm), "token_encoder": count_parameters(bilm.token_encoder),
@@ -85,15 +102,18 @@ def describe(path: PathLike, options: Optional[PathLike] = None) -> Dict[str, An
 
 
 def convert(weights: PathLike, output: PathLike, options: Optional[PathLike] = None) -> Dict[str, Any]:
-    """Write the published hdf5 biLM ``weights`` as a native directory ``output``; return its description.
+    """Write the biLM ``weights`` (any family) as a native directory ``output``; return its description.
 
     The directory is read back and must give the same arrays (digest) as the hdf5 file.
     """
-    weights, output = existing_file(weights, "published hdf5 weight file"), Path(output)
+    weights, output = existing(weights, "biLM weight file or folder"), Path(output)
     if output.exists() and not output.is_dir():
         raise ValueError(f"The output {output} is a file: give a directory for the native biLM")
-    options_path = Path(options) if options is not None else find_options(weights)
-    bilm = load_hdf5(options_path, weights)
+    if weights.is_file() and weights.suffix.lower() != ".zip":
+        options_path = Path(options) if options is not None else find_options(weights)
+        bilm = load_hdf5(options_path, weights)
+    else:  # an NLPL zip or folder, an ELMoForManyLangs folder, a native directory
+        bilm = load_with_family(weights, options)[0]
     save_native(bilm, output)
     info = describe(output)
     if info["digest"] != array_digest(bilm):

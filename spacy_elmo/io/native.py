@@ -7,17 +7,19 @@ through :func:`_load_state` (``weights_only=True``) and checks it with :func:`_c
 import io
 import json
 from pathlib import Path
-from typing import Dict, Mapping, Union
+from typing import Dict, Mapping, Optional, Union
 
 import torch
 
 from ..bilm.model import BiLM
 from ..bilm.options import BiLMOptions
+from ..bilm.token_ids import TokenIds, token_ids_from_dict
 from ..files import atomic_write, existing, existing_file
 
 OPTIONS_FILE = "options.json"
 WEIGHTS_FILE = "weights.pt"
-_FILES = {"options": OPTIONS_FILE, "weights": WEIGHTS_FILE}  # bilm_to_bytes key -> file name
+TOKENS_FILE = "tokens.json"  # only for a biLM whose tokens are not the published UTF-8 bytes
+_FILES = {"options": OPTIONS_FILE, "weights": WEIGHTS_FILE, "tokens": TOKENS_FILE}  # bilm_to_bytes key -> file name
 
 
 def _indices(state: Dict[str, torch.Tensor], prefix: str) -> int:
@@ -26,7 +28,7 @@ def _indices(state: Dict[str, torch.Tensor], prefix: str) -> int:
     return len(found)
 
 
-def _check_state(state: Dict[str, torch.Tensor], options: BiLMOptions, source: str) -> None:
+def _check_state(state: Dict[str, torch.Tensor], options: BiLMOptions, source: str, tokens: Optional[TokenIds] = None) -> None:
     """The state dict against the options, before the model is built: first the numbers of filters,
     highways and LSTM layers (cheap, whatever the options say), then every name, shape and value."""
     counts = (
@@ -39,7 +41,7 @@ def _check_state(state: Dict[str, torch.Tensor], options: BiLMOptions, source: s
         if found != wanted:
             raise ValueError(f"{source} holds {found} {what}, but the options have {key} with {wanted}")
     with torch.device("meta"):  # shapes only: nothing is allocated
-        expected = {k: tuple(v.shape) for k, v in BiLM(options).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in BiLM(options, tokens).state_dict().items()}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -54,9 +56,9 @@ def _check_state(state: Dict[str, torch.Tensor], options: BiLMOptions, source: s
             raise ValueError(f"{source}: weight '{name}' holds NaN or infinite values")
 
 
-def _checked_load(options: BiLMOptions, state: Dict[str, torch.Tensor], source: str) -> BiLM:
-    _check_state(state, options, source)
-    bilm = BiLM(options)
+def _checked_load(options: BiLMOptions, state: Dict[str, torch.Tensor], source: str, tokens: Optional[TokenIds] = None) -> BiLM:
+    _check_state(state, options, source, tokens)
+    bilm = BiLM(options, tokens)
     bilm.load_state_dict(state)
     return bilm.eval()
 
@@ -79,8 +81,11 @@ def save_native(bilm: BiLM, path: Union[str, Path]) -> None:
     """Write ``path/options.json`` and ``path/weights.pt``, each replaced atomically."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    for key, data in bilm_to_bytes(bilm).items():
+    files = bilm_to_bytes(bilm)
+    for key, data in files.items():
         atomic_write(path / _FILES[key], lambda tmp: tmp.write_bytes(data))
+    if "tokens" not in files and (path / TOKENS_FILE).exists():  # a previous model's vocabulary
+        (path / TOKENS_FILE).unlink()
 
 
 def load_native(path: Union[str, Path]) -> BiLM:
@@ -91,7 +96,15 @@ def load_native(path: Union[str, Path]) -> BiLM:
         raise ValueError(f"{path} is not a native biLM directory ({OPTIONS_FILE} + {WEIGHTS_FILE})")
     options = BiLMOptions.from_file(path / OPTIONS_FILE)
     weights = existing_file(path / WEIGHTS_FILE, "biLM weights")
-    return _checked_load(options, _load_state(weights, str(weights)), str(weights))
+    tokens = _tokens((path / TOKENS_FILE).read_bytes() if (path / TOKENS_FILE).exists() else None, str(path / TOKENS_FILE))
+    return _checked_load(options, _load_state(weights, str(weights)), str(weights), tokens)
+
+
+def _tokens(data: Optional[bytes], source: str) -> TokenIds:
+    try:
+        return token_ids_from_dict(None if data is None else json.loads(data))
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{source}: {err}") from err
 
 
 def bilm_to_bytes(bilm: BiLM) -> Dict[str, bytes]:
@@ -99,7 +112,11 @@ def bilm_to_bytes(bilm: BiLM) -> Dict[str, bytes]:
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in bilm.state_dict().items()}, buffer)
     options = json.dumps(bilm.options.to_dict(), indent=2).encode("utf8")
-    return {"options": options, "weights": buffer.getvalue()}
+    files = {"options": options, "weights": buffer.getvalue()}
+    tokens = bilm.tokens.to_dict()
+    if tokens is not None:
+        files["tokens"] = json.dumps(tokens, ensure_ascii=False).encode("utf8")
+    return files
 
 
 def bilm_from_bytes(data: Mapping[str, bytes], source: str = "biLM bytes") -> BiLM:
@@ -108,4 +125,5 @@ def bilm_from_bytes(data: Mapping[str, bytes], source: str = "biLM bytes") -> Bi
         options = BiLMOptions.from_dict(json.loads(data["options"]))
     except (ValueError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ValueError(f"{source}: invalid options: {err}") from err
-    return _checked_load(options, _load_state(data["weights"], source), source)
+    tokens = _tokens(data.get("tokens"), source)
+    return _checked_load(options, _load_state(data["weights"], source), source, tokens)

@@ -4,6 +4,7 @@ What reads the text (window, batch budget, caches, device, precision, frozen) is
 (``spacy-elmo.BiLM.v2``, the component's ``model``); what shapes the output (mix, gamma, set_tensor) and
 where the weights come from are the component's own.
 """
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union, cast
@@ -21,7 +22,7 @@ from thinc.types import Floats3d
 
 from ..bilm.model import BiLM
 from ..doc_data import DATA_ATTR, ElmoDocData, install_extensions
-from ..io import bilm_from_bytes, bilm_to_bytes, load_bilm, load_native, save_native
+from ..io import bilm_from_bytes, bilm_to_bytes, load_bilm, load_native, model_language, save_native
 from ..layers.bilm_model import get_bilm, get_doc_cache, get_runtime, get_settings, has_bilm, set_bilm, set_settings
 from ..layers.listener import LISTENER_NAME, ElmoListenerModel, listener_batch_id
 from ..layers.runtime import BiLMSettings
@@ -279,9 +280,20 @@ class ElmoComponent(TrainablePipe):
             set_bilm(self.model, loader())
         else:
             self._ensure_bilm()
+        self._check_language(nlp)
         self._check_listeners()
         if get_examples is not None and self.listener_map:
             self._warm_doc_cache(get_examples)
+
+    def _check_language(self, nlp: Optional[Language]) -> None:
+        """A biLM whose files declare a language (NLPL meta.json) other than the pipeline's: say so."""
+        declared = model_language(self.bilm)
+        if nlp is not None and declared and declared.split("-")[0] != (nlp.lang or "").split("-")[0]:
+            warnings.warn(
+                f"elmo: the biLM's files declare the language '{declared}', but the pipeline is '{nlp.lang}': "
+                f"its tokenizer feeds the biLM (use spacy.blank('{declared}') if that is the text's language)",
+                stacklevel=2,
+            )
 
     def _warm_doc_cache(self, get_examples: Callable[[], Iterable[Example]]) -> None:
         """Training batches are small for the biLM; running it here on large batches makes the first

@@ -8,12 +8,12 @@ resumes by re-reading one chunk.
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
 import torch
 
-from ..bilm.characters import BOS_IDS, EOS_IDS, word_to_ids
+from ..bilm.token_ids import PublishedBytes, TokenIds
 from .corpus import CorpusStats, Item, Tokenizer, read_chunk
 from .vocab import Vocab
 
@@ -60,18 +60,26 @@ class Batch:
 
 
 class CharIdCache:
-    """Character ids per word string, bounded."""
+    """Character ids per word string, as the biLM's ``tokens`` make them, bounded. For a biLM with a word
+    embedding (ELMoForManyLangs), each row ends with one more column: the word's id in the biLM's own
+    word vocabulary (see :meth:`BiLMLanguageModel.top_states`)."""
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    def __init__(self, tokens: Optional[TokenIds] = None, capacity: int = 200_000) -> None:
+        self.tokens: TokenIds = PublishedBytes() if tokens is None else tokens
         self.capacity = capacity
         self.ids: Dict[str, numpy.ndarray] = {}
+        self.marks = self._rows([self.tokens.bos, self.tokens.eos])
+
+    def _rows(self, words: Sequence[str]) -> numpy.ndarray:
+        chars, word_ids = self.tokens.ids(words)
+        return chars if word_ids is None else numpy.concatenate([chars, word_ids[:, None]], axis=1)
 
     def __call__(self, word: str) -> numpy.ndarray:
         found = self.ids.get(word)
         if found is None:
             if len(self.ids) >= self.capacity:
                 self.ids = {}
-            found = self.ids[word] = word_to_ids(word)
+            found = self.ids[word] = self._rows([word])[0]
         return found
 
 
@@ -79,7 +87,7 @@ def tensorize(sequences: Sequence[Sequence[str]], vocab: Vocab, chars: CharIdCac
     keys: Dict[Any, int] = {0: 0, 1: 1}  # int keys: the marks never collide with a word
     rows = [[keys.setdefault(w, len(keys)) for w in seq] for seq in sequences]
     words = list(keys)[2:]
-    char_ids = numpy.stack([BOS_IDS, EOS_IDS] + [chars(w) for w in words])
+    char_ids = numpy.concatenate([chars.marks, numpy.stack([chars(w) for w in words])]) if words else chars.marks
     steps = max(len(r) for r in rows) + 2
     index = numpy.ones((len(rows), steps), dtype=numpy.int64)
     word_ids = numpy.full((len(rows), steps), vocab.eos, dtype=numpy.int64)

@@ -27,8 +27,12 @@ class BiLMLanguageModel(nn.Module):
         self.bilm.lstm.dropout = dropout
 
     def top_states(self, char_ids: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The top layer ``[B, T, 2P]`` (sentence marks included), after the head's dropout."""
-        vectors = self.bilm.encode_tokens(char_ids)
+        """The top layer ``[B, T, 2P]`` (sentence marks included), after the head's dropout. For a biLM
+        with a word embedding the last column of ``char_ids`` is the word ids (:class:`CharIdCache`)."""
+        if self.bilm.tokens.word_dim:
+            vectors = self.bilm.encode_tokens(char_ids[:, :-1], char_ids[:, -1])
+        else:
+            vectors = self.bilm.encode_tokens(char_ids)
         top = self.bilm.lstm(vectors[index], lengths)[-1]
         return F.dropout(top, self.dropout, self.training) if self.dropout else top
 

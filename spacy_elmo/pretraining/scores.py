@@ -123,7 +123,7 @@ class LMScorer:
         self.lm = lm.to(self.device).eval()
         self.vocab = vocab
         self.batch_tokens = batch_tokens
-        self.chars = CharIdCache()
+        self.chars = CharIdCache(lm.bilm.tokens)
 
     @classmethod
     def from_dir(cls, directory: Union[str, Path], device: Union[str, torch.device] = "cpu",

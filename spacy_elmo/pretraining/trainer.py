@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ..bilm.model import BiLM
 from ..bilm.options import BiLMOptions
+from ..bilm.token_ids import token_ids_from_dict
 from ..bilm.precision import native_bfloat16
 from ..io import load_bilm, load_native, save_native
 from . import distributed
@@ -162,7 +163,7 @@ def evaluate(
 ) -> Dict[str, float]:
     """Forward, backward and average (geometric mean) perplexity over ``sequences``, in float32 (the
     biLM's exact inference) whatever the training's precision."""
-    chars = chars or CharIdCache()
+    chars = chars or CharIdCache(lm.bilm.tokens)
     totals = torch.zeros(2, dtype=torch.float64)
     n = 0
     was_training = lm.training
@@ -313,7 +314,8 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
     if state is not None:
         if tuple(state["fingerprint"]) != data.fingerprint():
             raise ValueError("The training text differs from the text the checkpoint was trained on")
-        bilm, head_dir = BiLM(BiLMOptions.from_dict(state["options"])), None
+        bilm = BiLM(BiLMOptions.from_dict(state["options"]), token_ids_from_dict(state.get("tokens")))
+        head_dir = None
         vocab = Vocab.from_directory(output)
     else:
         bilm, head_dir = _initial_model(options, init_weights, init_options)
@@ -322,6 +324,8 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
             say(f"Continuing with the vocabulary and LM head of {head_dir}")
         else:
             vocab = Vocab.build(data.counts, data.n_sequences, config.vocab_size, config.min_count)
+            if init_weights is not None:  # published, NLPL and ELMoForManyLangs files hold no softmax
+                say(f"{init_weights} has no LM head (softmax): training a new one over a vocabulary of this text")
     vocab = vocab.with_counts(data.counts, data.n_sequences)
     extra = dict(bilm.options.extra, bidirectional=True, dropout=config.dropout, n_tokens_vocab=len(vocab))
     bilm.options = dataclasses.replace(bilm.options, extra=extra)
@@ -371,7 +375,7 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
     log = _Log(output / LOG, ctx.is_main, step if state is not None else None)
     stream = BatchStream(files, tokenizer, config.batch_tokens * ctx.world, config.seed,
                          0.0 if dev_files else config.heldout, min_sequences=ctx.world).start(position)
-    chars = CharIdCache()
+    chars = CharIdCache(lm.bilm.tokens)
     deadline = started + config.max_minutes * 60 if config.max_minutes else math.inf
     resumed_progress = progress
     window = torch.zeros(3, dtype=torch.float64)  # fwd nll, bwd nll, targets since the last log line
@@ -385,7 +389,8 @@ def _pretrain(ctx, texts, output, config, options, init_weights, init_options, d
         if not ctx.is_main:
             return
         save_state({
-            "config": dataclasses.asdict(config), "options": bilm.options.to_dict(), "cutoffs": list(cutoffs),
+            "config": dataclasses.asdict(config), "options": bilm.options.to_dict(),
+            "tokens": bilm.tokens.to_dict(), "cutoffs": list(cutoffs),
             "model": lm.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "step": step, "position": [position.epoch, list(position.offsets), position.batch],
             "tokens_seen": tokens_seen, "rng": rng, "cuda_rng": cuda_rng,
