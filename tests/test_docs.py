@@ -114,3 +114,15 @@ def test_bash_blocks_marked_run_run_as_written(page, line, code, workdir_templat
     command = ["bash", "-euo", "pipefail", "-c", f'export PATH="{bin_dir}:$PATH"\n{code}']
     run_in_copy(workdir_template, tmp_path, command, f"{page.relative_to(ROOT)}:{line}",
                 SPACY_CONFIG_OVERRIDES="--training.max_steps 4 --training.eval_frequency 2")
+
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_every_relative_link_names_a_file_that_exists():
+    broken = []
+    for page in [*PAGES, ROOT / "CONTRIBUTING.md", ROOT / "CHANGELOG.md", ROOT / "benchmarks" / "README.md"]:
+        for target in LINK.findall(page.read_text(encoding="utf8")):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, broken
