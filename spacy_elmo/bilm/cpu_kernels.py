@@ -22,6 +22,12 @@ CUDA) the plain forward runs. What the kernels change, and why each change keeps
   the factors 2 folded into the j gate's and the projection's weights (powers of two: exact). Gates and
   states are updated in place, only the rows still running are computed, and the two directions run at
   once in two threads (:func:`_both_directions`).
+* Shapes: oneDNN (and torch's ideep layer over it) keeps a compiled primitive, about a megabyte, for
+  every distinct product shape it meets, up to a thousand of each. Row counts follow the text (tokens
+  per chunk, sequences still running), so a long stream of varied batches would fill both caches and
+  hold gigabytes. Every product's row count is therefore rounded up to one of a few sizes
+  (:func:`rows_bucket`, at most 25% more rows) with zero or finished rows, whose results are dropped:
+  products compute each row from that row alone, so the kept rows are those of the unpadded product.
 """
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -47,6 +53,7 @@ AVAILABLE = (
 # oneDNN's bfloat16 products need AVX-512 (or AVX-NE-CONVERT); elsewhere fast mode runs the plain forwards
 BFLOAT16 = AVAILABLE and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 CHUNK_WINDOWS = 2048  # tokens x window starts per product of the character CNN: keeps it in cache
+TOKEN_BLOCK = 512  # tokens per product of the highway layers and the projection
 _ENABLED: ContextVar[bool] = ContextVar("spacy_elmo_cpu_kernels", default=True)
 
 
@@ -73,6 +80,21 @@ def linear(
     """``x @ weight.T (+ bias)``, then the sigmoid as a post-op if asked. ``weight`` comes from
     :func:`pack`; ``x``, ``weight`` and ``bias`` share a dtype."""
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "sigmoid" if sigmoid else "none", [], "")
+
+
+def rows_bucket(n: int) -> int:
+    """The row count a product of ``n`` rows runs with: ``n`` up to 8, above that the next number of the
+    form ``m * 2**k`` with ``m`` in 4..7 (10, 12, 14, 16, 20, 24, 28, 32, 40, ...): about four sizes per
+    doubling, so that a stream of any lengths meets few distinct shapes (see the module's notes)."""
+    if n <= 8:
+        return max(n, 0)
+    step = 1 << (n.bit_length() - 3)  # n has a leading 1 and two more bits above this step
+    return -(-n // step) * step
+
+
+def pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """``x`` with zero rows appended up to ``rows`` (``x`` itself when it has them)."""
+    return x if x.shape[0] >= rows else F.pad(x, (0, 0, 0, rows - x.shape[0]))
 
 
 def pack(weight: torch.Tensor, rows: int = 128) -> torch.Tensor:
@@ -129,14 +151,25 @@ def encode_tokens(encoder: "CharacterEncoder", char_ids: torch.Tensor) -> torch.
         end = begin + 1
         while end < n_tokens and (end + 1 - begin) * starts[end] <= CHUNK_WINDOWS:
             end += 1
-        pieces.append(_encode_sorted(encoder, char_ids[order[begin:end]], starts[end - 1]))
+        pieces.append(_convolve_sorted(encoder, char_ids[order[begin:end]], starts[end - 1]))
         begin = end
-    encoded = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+    filtered = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+    dtype = operand_dtype()
+    blocks = []
+    for start in range(0, n_tokens, TOKEN_BLOCK):
+        x = filtered[start : start + TOKEN_BLOCK]
+        rows = x.shape[0]
+        x = pad_rows(x, rows_bucket(rows))
+        for highway in cast(Sequence["Highway"], encoder.highways):
+            x = highway.combine(_linear_layer(encoder, highway.proj, x, dtype), x)
+        blocks.append(_linear_layer(encoder, encoder.projection, x, dtype)[:rows])
+    encoded = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
     return encoded.index_select(0, torch.argsort(order))
 
 
-def _encode_sorted(encoder: "CharacterEncoder", char_ids: torch.Tensor, n_starts: int) -> torch.Tensor:
-    """Token vectors for tokens whose windows starting at ``n_starts`` or later repeat earlier ones."""
+def _convolve_sorted(encoder: "CharacterEncoder", char_ids: torch.Tensor, n_starts: int) -> torch.Tensor:
+    """``[n, n_filters]``: the activated maxima of the convolutions, for tokens whose windows starting at
+    ``n_starts`` or later repeat earlier ones."""
     n_tokens, n_chars = char_ids.shape
     convs = _convs(encoder)
     width = max(c.weight.shape[-1] for c in convs)
@@ -145,15 +178,14 @@ def _encode_sorted(encoder: "CharacterEncoder", char_ids: torch.Tensor, n_starts
         ids = F.pad(ids, (0, n_starts + width - 1 - ids.shape[1]))
     dtype = operand_dtype()
     windows = encoder.embedding(ids).to(dtype).unfold(1, width, 1)  # [n, starts, emb, width]
-    conv = linear(windows.reshape(n_tokens * n_starts, -1), _filters(encoder, convs, width, dtype))
-    conv = conv.view(n_tokens, n_starts, -1)
+    rows = n_tokens * n_starts
+    flat = windows.new_zeros(rows_bucket(rows), windows.shape[2] * width)
+    flat[:rows].view(windows.shape).copy_(windows)
+    conv = linear(flat, _filters(encoder, convs, width, dtype))[:rows].view(n_tokens, n_starts, -1)
     if n_starts + width - 1 > n_chars:  # windows running past the 50 characters do not exist
         conv = conv + _invalid_windows(convs, n_starts, n_chars, conv)
     bias = torch.cat([cast(torch.Tensor, c.bias) for c in convs])
-    x = encoder.activation(conv.amax(dim=1).float() + bias)  # max, then the activation, as published
-    for highway in cast(Sequence["Highway"], encoder.highways):
-        x = highway.combine(_linear_layer(encoder, highway.proj, x, dtype), x)
-    return _linear_layer(encoder, encoder.projection, x, dtype)
+    return encoder.activation(conv.amax(dim=1).float() + bias)  # max, then the activation, as published
 
 
 def _convs(encoder: "CharacterEncoder") -> List[nn.Conv1d]:
@@ -195,23 +227,29 @@ def bilstm_layer(layer: "BiLSTMLayer", x: torch.Tensor, batch_sizes: Sequence[in
     cells, proj = layer.weight_proj.shape[1:]
     dtype = operand_dtype()
     w_gates, w_proj, bias = _lstm_weights(layer, dtype)
-    xt = x.transpose(1, 2).to(dtype)  # [2, T, B, D] time-major: a step's rows are contiguous
+    # [2, T, rows, D] time-major (a step's rows are contiguous), zero rows up to the bucket of the batch:
+    # each step runs ``rows_bucket(active)`` rows, the running ones then finished or zero ones, whose
+    # states are never read into ``out``
+    padded = rows_bucket(batch)
+    xt = x.new_zeros(2, steps, padded, x.shape[-1], dtype=dtype)
+    xt[:, :, :batch] = x.transpose(1, 2)
     out = x.new_empty(2, steps, batch, proj)
     out[:, :, batch_sizes[-1] :].zero_()  # rows that stop early: the steps they do not run stay zero
 
     def direction(d: int) -> None:
-        h = x.new_zeros(batch, proj, dtype=dtype)
-        c = x.new_zeros(batch, cells)  # the cell state stays float32 in every mode
-        hidden = x.new_empty(batch, cells, dtype=dtype)
+        h = x.new_zeros(padded, proj, dtype=dtype)
+        c = x.new_zeros(padded, cells)  # the cell state stays float32 in every mode
+        hidden = x.new_empty(padded, cells, dtype=dtype)
         for t in range(steps):
             active = batch_sizes[t]
-            sig = linear(torch.cat([xt[d, t, :active], h[:active]], dim=1), w_gates[d], bias[d], sigmoid=True)
-            c = c[:active]
-            cell_step(sig, c, hidden[:active], layer.cell_clip)
-            h = linear(hidden[:active], w_proj[d])
+            rows = rows_bucket(active)
+            sig = linear(torch.cat([xt[d, t, :rows], h[:rows]], dim=1), w_gates[d], bias[d], sigmoid=True)
+            c = c[:rows]
+            cell_step(sig, c, hidden[:rows], layer.cell_clip)
+            h = linear(hidden[:rows], w_proj[d])
             if layer.proj_clip:
                 h.clamp_(-layer.proj_clip, layer.proj_clip)
-            out[d, t, :active] = h
+            out[d, t, :active] = h[:active]
 
     _both_directions(direction)
     return out.transpose(1, 2)

@@ -5,6 +5,7 @@ from typing import Callable, Dict, Hashable, List, Sequence, Tuple
 import numpy
 import torch
 
+from .allocator import map_large_blocks
 from .model import BiLM
 from .precision import check_mode, current_mode, precision
 
@@ -110,6 +111,7 @@ class Embedder:
         self.max_batch_tokens = max_batch_tokens
         self.cache = TokenVectorCache(cache_size)
         self.precision = check_mode(precision)
+        map_large_blocks()  # a batch's activations go back to the system with it: peak and RSS stay flat
 
     @property
     def device(self) -> torch.device:
