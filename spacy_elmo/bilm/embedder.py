@@ -184,5 +184,6 @@ class Embedder:
                     host = layers.float().cpu().numpy()
                     for b, i in enumerate(batch):
                         sink(i, host[:, b, : int(lengths[b])])
+                    del layers, host  # not held while the next batch runs (on a GPU: not kept reserved twice)
         finally:
             self.bilm.train(was_training)
