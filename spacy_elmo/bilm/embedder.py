@@ -5,7 +5,6 @@ from typing import Callable, Dict, Hashable, List, Sequence, Tuple
 import numpy
 import torch
 
-from .allocator import map_large_blocks
 from .model import BiLM
 from .precision import check_mode, current_mode, precision
 
@@ -111,7 +110,6 @@ class Embedder:
         self.max_batch_tokens = max_batch_tokens
         self.cache = TokenVectorCache(cache_size)
         self.precision = check_mode(precision)
-        map_large_blocks()  # a batch's activations go back to the system with it: peak and RSS stay flat
 
     @property
     def device(self) -> torch.device:
