@@ -72,6 +72,7 @@ def run_embedder(args: argparse.Namespace) -> List[dict]:
         seen += n
         if seen >= next_sample:
             samples.append({"tokens": seen, "rss_mb": rss_mb(), "seconds": time.perf_counter() - start})
+            print(json.dumps(samples[-1]), file=sys.stderr, flush=True)  # a long run stopped early keeps its samples
             next_sample += args.every
     return samples
 
@@ -97,6 +98,7 @@ def run_pipe(args: argparse.Namespace) -> List[dict]:
         seen += len(doc)
         if seen >= next_sample:
             samples.append({"tokens": seen, "rss_mb": rss_mb(), "seconds": time.perf_counter() - start})
+            print(json.dumps(samples[-1]), file=sys.stderr, flush=True)  # a long run stopped early keeps its samples
             next_sample += args.every
         if seen >= args.tokens:
             break
