@@ -87,3 +87,20 @@ def test_token_blocks_match_one_product(tiny_files, monkeypatch):
         with cpu_kernels.disabled():
             plain = bilm.encode_tokens(ids)
     assert torch.allclose(blocked, plain, atol=1e-5)
+
+
+def test_the_heap_is_trimmed_every_few_batches_of_a_long_run(tiny_files):
+    """A long run hands its freed batches back to the system (bilm/heap.py): the embedder counts its batches and
+    trims every TRIM_EVERY of them, on glibc."""
+    import sys
+
+    from spacy_elmo.bilm import heap
+    from spacy_elmo.bilm.embedder import Embedder
+    from spacy_elmo.io import load_bilm
+
+    embedder = Embedder(load_bilm(tiny_files[1], tiny_files[0]), max_batch_tokens=16)
+    sentences = [["a", "b", "c"] * (1 + i % 3) for i in range(3 * heap.TRIM_EVERY)]
+    embedder.embed(sentences)
+    assert embedder.heap.batches >= 3 * heap.TRIM_EVERY // 3
+    if sys.platform.startswith("linux") and heap._malloc_trim is not None:
+        assert embedder.heap.trims == embedder.heap.batches // heap.TRIM_EVERY > 0

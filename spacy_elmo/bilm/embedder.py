@@ -5,6 +5,7 @@ from typing import Callable, Dict, Hashable, List, Sequence, Tuple
 import numpy
 import torch
 
+from .heap import HeapTrimmer
 from .model import BiLM
 from .precision import check_mode, current_mode, precision
 
@@ -110,6 +111,7 @@ class Embedder:
         self.max_batch_tokens = max_batch_tokens
         self.cache = TokenVectorCache(cache_size)
         self.precision = check_mode(precision)
+        self.heap = HeapTrimmer()  # a long run's freed batches go back to the system, so RSS stays flat
 
     @property
     def device(self) -> torch.device:
@@ -121,7 +123,9 @@ class Embedder:
         The token-vector cache is used only when gradients are off.
         """
         with precision(self.precision):
-            return self._batch_layers(sentences)
+            out = self._batch_layers(sentences)
+        self.heap.batch_done()
+        return out
 
     def _batch_layers(self, sentences: Sequence[Sequence[str]]) -> Tuple[torch.Tensor, torch.Tensor]:
         device = self.device
