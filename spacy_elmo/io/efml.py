@@ -23,6 +23,7 @@ import torch
 from ..bilm.model import BiLM
 from ..bilm.options import BiLMOptions
 from ..bilm.token_ids import EFML_CHAR_SPECIALS, EFML_WORD_SPECIALS, CharVocabulary
+from .native import check_arrays
 
 CONFIG_FILE, CHAR_DIC, WORD_DIC = "config.json", "char.dic", "word.dic"
 TOKEN_EMBEDDER, ENCODER = "token_embedder.pkl", "encoder.pkl"
@@ -165,18 +166,6 @@ def _expected(options: BiLMOptions, n_chars: int, n_words: int, word_dim: int) -
     return embedder, encoder
 
 
-def _check(state: Dict[str, torch.Tensor], expected: Dict[str, Tuple[int, ...]], path: Path, arch: str) -> None:
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not match the architecture {arch} (missing {missing[:4]}, unexpected {unexpected[:4]})")
-    for name, shape in expected.items():
-        tensor = state[name]
-        if tuple(tensor.shape) != shape:
-            raise ValueError(f"{path}: weight '{name}' has shape {tuple(tensor.shape)}, but the architecture {arch} and vocabularies require {shape}")
-        if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
-            raise ValueError(f"{path}: weight '{name}' is not all finite floating point numbers")
-
-
 def _gates(t: torch.Tensor) -> torch.Tensor:
     """Theirs (i, f, g, o) along dim 0 to ours (i, j=g, f, o)."""
     i, f, g, o = t.chunk(4, dim=0)
@@ -272,8 +261,8 @@ def load_efml(folder: Path, language: Optional[str] = None) -> BiLM:
         if table and max(table.values()) >= size:
             raise ValueError(f"{folder / name}: ids must be 0 to {size - 1} (one per line), found {max(table.values())}")
     expected_embedder, expected_encoder = _expected(options, n_chars, n_words, word_dim)
-    _check(embedder_state, expected_embedder, folder / TOKEN_EMBEDDER, arch_source)
-    _check(encoder_state, expected_encoder, folder / ENCODER, arch_source)
+    check_arrays(embedder_state, expected_embedder, str(folder / TOKEN_EMBEDDER), f"the architecture {arch_source} and vocabularies")
+    check_arrays(encoder_state, expected_encoder, str(folder / ENCODER), f"the architecture {arch_source} and vocabularies")
     if language:
         options = BiLMOptions(options.char_cnn, options.lstm, {"language": language})
     bilm = BiLM(options, tokens)

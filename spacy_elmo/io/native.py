@@ -42,14 +42,20 @@ def _check_state(state: Dict[str, torch.Tensor], options: BiLMOptions, source: s
             raise ValueError(f"{source} holds {found} {what}, but the options have {key} with {wanted}")
     with torch.device("meta"):  # shapes only: nothing is allocated
         expected = {k: tuple(v.shape) for k, v in BiLM(options, tokens).state_dict().items()}
+    check_arrays(state, expected, source, "the options")
+
+
+def check_arrays(state: Dict[str, torch.Tensor], expected: Mapping[str, tuple], source: str, against: str) -> None:
+    """Every array of ``state`` named, shaped, typed and valued as ``against`` (the options, an architecture)
+    requires: the one check of weights before a biLM is built, for every family."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"{source}: weights do not match the options (missing {missing}, unexpected {unexpected})")
+        raise ValueError(f"{source}: weights do not match {against} (missing {missing[:4]}, unexpected {unexpected[:4]})")
     for name, shape in expected.items():
         tensor = state[name]
-        if tuple(tensor.shape) != shape:
-            raise ValueError(f"{source}: weight '{name}' has shape {tuple(tensor.shape)}, but the options require {shape}")
+        if tuple(tensor.shape) != tuple(shape):
+            raise ValueError(f"{source}: weight '{name}' has shape {tuple(tensor.shape)}, but {against} require {tuple(shape)}")
         if not tensor.is_floating_point():
             raise ValueError(f"{source}: weight '{name}' holds {tensor.dtype} values, not floating point numbers")
         if not torch.isfinite(tensor).all():
