@@ -1,11 +1,10 @@
 """Freed memory handed back to the system, now and then, on glibc.
 
 A long run frees every batch's activations, and glibc keeps the freed pages in its heap for later use. Batches of
-other shapes fit those holes badly, so over millions of tokens the heap, and the process's RSS, creep upwards
-(``small``: +15-19% between 500k and 4.5M tokens). ``malloc_trim(0)`` gives the free pages inside the heap back to
-the system. Called every :data:`TRIM_EVERY` batches it keeps a long run flat at no measurable cost; after every
-batch its page faults would cost a third of the speed (``benchmarks/RESULTS.md``). A no-op where the C library is
-not glibc.
+other shapes fit those holes badly, so over millions of tokens the heap, and the process's RSS, creep upwards.
+``malloc_trim(0)`` gives the free pages inside the heap back to the system. Every :data:`TRIM_EVERY` batches it
+keeps a long run flat at no measurable cost; after every batch, the page faults of refilling those pages would
+cost much of the speed (the soaks in ``benchmarks/RESULTS.md``). A no-op where the C library is not glibc.
 """
 import ctypes
 import sys
